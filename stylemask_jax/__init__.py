@@ -1,0 +1,3 @@
+"""StyleMask face reenactment in JAX/Flax."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,99 @@
+"""Converted-weights directories: an Orbax checkpoint of a parameter tree plus a JSON header.
+
+Layout of a directory written by `save_weights(out_dir, kind, params, arch)`:
+
+  OUT_DIR/params/       Orbax (StandardCheckpointer) checkpoint of the parameter pytree
+  OUT_DIR/model.json    {"kind": ..., "format_version": 1, "arch": {...}}
+
+`kind` names the network ("stylegan2", "mask_net", "irse", "e4e", "deca", "flame");
+`arch` is whatever that network needs to rebuild its module (sizes, channels, ...).
+Writing goes to a temporary sibling directory that is renamed into place only when complete,
+so a failed conversion never leaves a half-written OUT_DIR.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from typing import Any
+
+import jax
+import numpy as np
+
+from stylemask_jax.errors import UserInputError
+
+FORMAT_VERSION = 1
+_HEADER = "model.json"
+_PARAMS = "params"
+
+
+class WeightsError(UserInputError):
+    """A converted-weights directory is missing, incomplete, or of another kind."""
+
+
+def _checkpointer():
+    import orbax.checkpoint as ocp
+    return ocp.StandardCheckpointer()
+
+
+def save_weights(out_dir: str | os.PathLike, kind: str, params: Any, arch: dict,
+                 overwrite: bool = False) -> str:
+    """Writes `params` (a pytree of arrays) and `arch` to `out_dir` atomically; returns the path."""
+    out_dir = os.path.abspath(os.fspath(out_dir))
+    if os.path.exists(out_dir) and not overwrite and os.listdir(out_dir):
+        raise WeightsError(f"{out_dir}: output directory exists and is not empty (use --overwrite)")
+    parent = os.path.dirname(out_dir) or "."
+    os.makedirs(parent, exist_ok=True)
+    if not os.access(parent, os.W_OK):
+        raise WeightsError(f"{parent}: directory is not writable")
+    tmp = tempfile.mkdtemp(prefix=".tmp-" + os.path.basename(out_dir) + "-", dir=parent)
+    try:
+        params = jax.tree_util.tree_map(np.asarray, params)
+        checkpointer = _checkpointer()
+        checkpointer.save(os.path.join(tmp, _PARAMS), params)
+        checkpointer.wait_until_finished()
+        with open(os.path.join(tmp, _HEADER), "w") as f:
+            json.dump({"kind": kind, "format_version": FORMAT_VERSION, "arch": arch}, f, indent=1)
+        if os.path.exists(out_dir):
+            shutil.rmtree(out_dir)
+        os.replace(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out_dir
+
+
+def read_header(weights_dir: str | os.PathLike, kind: str | None = None) -> dict:
+    """Returns the architecture dict of a converted-weights directory, checking its kind."""
+    weights_dir = os.fspath(weights_dir)
+    header_path = os.path.join(weights_dir, _HEADER)
+    if not os.path.isdir(weights_dir):
+        raise WeightsError(f"{weights_dir}: no such directory (convert the weights first, "
+                           "see `stylemask convert --help`)")
+    if not os.path.isfile(header_path):
+        raise WeightsError(f"{header_path}: missing; {weights_dir} is not a converted-weights directory")
+    try:
+        with open(header_path) as f:
+            header = json.load(f)
+    except (OSError, json.JSONDecodeError) as err:
+        raise WeightsError(f"{header_path}: unreadable ({err})") from None
+    if not isinstance(header, dict) or "kind" not in header or "arch" not in header:
+        raise WeightsError(f"{header_path}: expected keys 'kind' and 'arch'")
+    if kind is not None and header["kind"] != kind:
+        raise WeightsError(f"{weights_dir}: holds '{header['kind']}' weights, expected '{kind}'")
+    return header["arch"]
+
+
+def load_weights(weights_dir: str | os.PathLike, kind: str | None = None) -> tuple[Any, dict]:
+    """Loads `(params, arch)` from a directory written by `save_weights` (numpy leaves)."""
+    arch = read_header(weights_dir, kind)
+    params_path = os.path.join(os.path.abspath(os.fspath(weights_dir)), _PARAMS)
+    if not os.path.isdir(params_path):
+        raise WeightsError(f"{params_path}: missing parameter checkpoint")
+    try:
+        params = _checkpointer().restore(params_path)
+    except Exception as err:  # orbax raises many types; report them all the same way
+        raise WeightsError(f"{params_path}: cannot restore ({type(err).__name__}: {err})") from None
+    return jax.tree_util.tree_map(np.asarray, params), arch
