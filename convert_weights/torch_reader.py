@@ -124,7 +124,7 @@ class _LazyTensor:
         view = np.lib.stride_tricks.as_strided(
             flat[self.offset:], shape=self.size,
             strides=tuple(st * flat.itemsize for st in self.stride), writeable=False)
-        return np.ascontiguousarray(view)
+        return view.copy()  # contiguous, writable, independent of the file buffer
 
 
 def _rebuild_tensor(storage, storage_offset, size, stride, *unused):
