@@ -22,4 +22,31 @@ def get_config() -> ml_collections.ConfigDict:
     config.num_layers_control = 7
     config.truncation = 0.7
     config.seed = 0
-    return config
+
+    # --- training (python train.py --config configs/tiny.py --workdir runs/tiny) -------------
+    config.weights = ml_collections.ConfigDict(dict(generator=None, deca=None, irse=None, flame=None))
+    config.random_deca_blocks = [1, 1, 1, 1]  # random DECA/ArcFace when weights are None
+    config.random_irse_units = [1, 1, 1, 1]
+    config.batch_size = 2
+    config.num_steps = 20
+    config.learning_rate = 1e-4
+    config.weight_decay = 5e-4       # torch Adam's coupled L2 decay, as the paper's code
+    config.lambda_shape = 1.0        # shape, eye and mouth terms
+    config.lambda_identity = 10.0
+    config.lambda_perceptual = 0.0   # LPIPS is not ported; the paper's setting is 0
+    config.recurrent_cycle = True
+    config.deca_two_pass = True      # landmarks for the DECA crop from a first DECA+FLAME pass
+    config.deca_fixed_box = [62.0, 100.0, 194.0, 232.0]  # first-pass box in the 256 image
+    config.remat = False             # recompute generator/DECA/ArcFace activations in backward
+    config.compute_dtype = "float32"  # or "bfloat16" (parameters and statistics stay float32)
+    config.multihost = False         # call jax.distributed.initialize() first (TPU pods, multi-node)
+    config.log_every = 1
+    config.checkpoint_every = 10
+    config.keep_checkpoints = 2
+    config.eval_every = 0            # 0 = only when asked (stylemask evaluate)
+    config.eval_pairs = 4
+    config.eval_batch_size = 4
+    config.eval_grid_pairs = 4
+    config.tensorboard = True
+    config.progress = True
+    return config.lock()

@@ -135,3 +135,20 @@ def test_missing_empty_and_garbage_files(tmp_path):
     (tmp_path / "garbage.pt").write_bytes(np.random.default_rng(0).bytes(4096))
     with pytest.raises(CheckpointError, match="garbage.pt"):
         load_torch_file(tmp_path / "garbage.pt")
+
+
+def test_writer_round_trips_through_torch_and_our_reader(tmp_path):
+    from convert_weights.torch_writer import save_torch_file
+    rng = np.random.default_rng(0)
+    state = collections.OrderedDict(
+        (f"network_{i:02d}.masknet.0.weight", rng.standard_normal((5, 5)).astype(np.float32)) for i in range(3))
+    state["ints"] = np.arange(4, dtype=np.int64)
+    obj = {"step": 1234, "mask_net": state, "num_layers_control": 3, "misc": [1.5, None, True, (2, "x")],
+           "big": 10 ** 12, "negative": -7}
+    path = tmp_path / "export.pt"
+    save_torch_file(obj, path)
+    theirs = torch.load(path, weights_only=True)  # the official code's loader accepts it
+    _assert_same_tree(load_torch_file(path), theirs)
+    for key, value in state.items():
+        np.testing.assert_array_equal(theirs["mask_net"][key].numpy(), value)
+    assert theirs["misc"] == [1.5, None, True, (2, "x")] and theirs["big"] == 10 ** 12

@@ -1,0 +1,97 @@
+"""StyleMask mask network checkpoint -> {'params': {'network_NN': {'fc1', 'fc2'}}}.
+
+The official file is `{'step': int, 'mask_net': state_dict, 'num_layers_control': int}` with
+keys `network_NN.masknet.0.{weight,bias}` and `network_NN.masknet.2.{weight,bias}`, square
+(d, d) weights in torch (out, in) layout (index 1 of the Sequential is the ReLU).
+"""
+
+from __future__ import annotations
+
+import re
+
+from convert_weights.common import ConversionError, StateDict, count_params, torch_linear
+from convert_weights.torch_reader import load_torch_file
+
+DESCRIPTION = "StyleMask mask network (e.g. mask_network_1024.pt) -> mask-net weights directory"
+
+_KEY = re.compile(r"network_(\d+)\.masknet\.[02]\.(weight|bias)$")
+
+
+def convert_mask_net(path: str, expected_widths=None) -> tuple[dict, dict]:
+    """Reads a StyleMask checkpoint; returns ({'params': ...}, arch).
+
+    arch = {'widths': [d_0, ...], 'num_layers_control': n, 'step': step or None}.
+    `expected_widths` (the generator's style widths) makes a mismatch an error.
+    """
+    checkpoint = load_torch_file(path)
+    if not isinstance(checkpoint, dict) or "mask_net" not in checkpoint:
+        found = sorted(checkpoint) if isinstance(checkpoint, dict) else type(checkpoint).__name__
+        raise ConversionError(f"{path}: expected a StyleMask checkpoint with a 'mask_net' entry, "
+                              f"found {found}")
+    sd = StateDict(checkpoint["mask_net"], str(path), prefix="mask_net.")
+    indices = set()
+    for key in sd.keys():
+        match = _KEY.match(key)
+        if not match:
+            raise ConversionError(f"{path}: unexpected key 'mask_net.{key}'")
+        indices.add(int(match.group(1)))
+    count = len(indices)
+    if indices != set(range(count)) or count == 0:
+        raise ConversionError(f"{path}: mask networks must be numbered network_00.. without gaps, "
+                              f"found {sorted(indices)}")
+    declared = checkpoint.get("num_layers_control", count)
+    declared = int(declared)
+    if declared > count:
+        raise ConversionError(f"{path}: num_layers_control is {declared} but only {count} "
+                              "mask networks are stored")
+    params, widths = {}, []
+    for index in range(count):
+        prefix = f"network_{index:02d}.masknet"
+        width = sd.shape(f"{prefix}.0.weight")[0]
+        params[f"network_{index:02d}"] = {
+            "fc1": torch_linear(sd, f"{prefix}.0", width, width),
+            "fc2": torch_linear(sd, f"{prefix}.2", width, width),
+        }
+        widths.append(int(width))
+    sd.finish()
+    # The official code builds num_layers_control nets; extra stored ones are never used.
+    params = {k: v for k, v in params.items() if int(k[-2:]) < declared}
+    widths = widths[:declared]
+    check_widths(widths, expected_widths, str(path))
+    step = checkpoint.get("step")
+    arch = {"widths": widths, "num_layers_control": declared,
+            "step": int(step) if step is not None else None}
+    return {"params": params}, arch
+
+
+def check_widths(widths, generator_widths, source: str) -> None:
+    """Raises ConversionError when the mask widths are not the generator's first style widths."""
+    if generator_widths is None:
+        return
+    generator_widths = [int(w) for w in generator_widths]
+    if len(widths) > len(generator_widths) or list(widths) != generator_widths[: len(widths)]:
+        raise ConversionError(
+            f"{source}: mask network widths {list(widths)} do not match the generator's style "
+            f"widths {generator_widths[: max(len(widths), 1)]}... (a mask network for another generator?)")
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("checkpoint", help="the official StyleMask checkpoint (.pt)")
+    parser.add_argument("out_dir", help="output weights directory")
+    parser.add_argument("--generator", metavar="DIR", default=None,
+                        help="a converted generator directory: refuse a mask network whose widths "
+                             "do not match it")
+
+
+def run(args) -> int:
+    from stylemask_jax.weights import read_header, save_weights
+    expected = None
+    if args.generator:
+        from stylemask_jax.models.stylegan2 import Generator
+        expected = Generator.from_arch(read_header(args.generator, "stylegan2")).style_dims
+    variables, arch = convert_mask_net(args.checkpoint, expected)
+    out = save_weights(args.out_dir, "mask_net", variables, arch, overwrite=args.overwrite)
+    print(f"mask network: {arch['num_layers_control']} controlled layers, widths {arch['widths']}, "
+          f"{count_params(variables):,} parameters, step {arch['step']}")
+    print(f"wrote {out}")
+    return 0
