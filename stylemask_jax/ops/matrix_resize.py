@@ -1,0 +1,91 @@
+"""Resizes written as small `(out, in)` matrices applied along H and W of an NHWC batch.
+
+Two PyTorch resizes whose exact index arithmetic matters for parity with the reference code:
+
+- `adaptive_avg_pool2d(x, size)`: `torch.nn.AdaptiveAvgPool2d`. Output index `i` averages input
+  indices `floor(n i / m)` .. `ceil(n (i + 1) / m) - 1` (n = input, m = output size), so when m
+  does not divide n the windows have uneven lengths and may overlap (188 -> 112 gives windows of
+  2 and 3). With n = k m it is plain k x k average pooling.
+- `resize_bilinear_align_corners(x, size)`: `F.interpolate(..., mode='bilinear',
+  align_corners=True)`: output index `i` samples input position `i (n - 1) / (m - 1)`.
+
+The matrices are built in numpy at trace time (sizes are static) and applied with two
+einsums at full float32 precision, so both ops are differentiable and jit-compatible. For the
+small sizes used here (<= 256) this is as fast as a strided or gather formulation on CPU and
+maps onto matrix units on accelerators.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+
+@functools.lru_cache(maxsize=64)
+def adaptive_avg_pool_matrix(n_in: int, n_out: int) -> np.ndarray:
+    """The (n_out, n_in) float64 averaging matrix of PyTorch's 1-d adaptive average pooling."""
+    if n_in < 1 or n_out < 1:
+        raise ValueError(f"adaptive_avg_pool_matrix: sizes must be positive, got {n_in} -> {n_out}")
+    m = np.zeros((n_out, n_in), np.float64)
+    for i in range(n_out):
+        start = (i * n_in) // n_out
+        end = -((-(i + 1) * n_in) // n_out)  # ceil((i + 1) n_in / n_out)
+        m[i, start:end] = 1.0 / (end - start)
+    m.setflags(write=False)
+    return m
+
+
+@functools.lru_cache(maxsize=64)
+def bilinear_align_corners_matrix(n_in: int, n_out: int) -> np.ndarray:
+    """The (n_out, n_in) float64 linear-interpolation matrix of `align_corners=True` resizing."""
+    if n_in < 1 or n_out < 1:
+        raise ValueError(f"bilinear_align_corners_matrix: sizes must be positive, got {n_in} -> {n_out}")
+    m = np.zeros((n_out, n_in), np.float64)
+    if n_out == 1 or n_in == 1:
+        m[:, 0] = 1.0  # PyTorch samples index 0 when the output (or input) has one pixel
+    else:
+        pos = np.arange(n_out) * ((n_in - 1) / (n_out - 1))
+        lo = np.minimum(np.floor(pos).astype(np.int64), n_in - 2)
+        frac = pos - lo
+        rows = np.arange(n_out)
+        m[rows, lo] += 1.0 - frac
+        m[rows, lo + 1] += frac
+    m.setflags(write=False)
+    return m
+
+
+def _apply_hw(x: jax.Array, mh: np.ndarray, mw: np.ndarray) -> jax.Array:
+    """Applies `mh` along axis 1 and `mw` along axis 2 of an NHWC array, in x's dtype."""
+    dtype = x.dtype
+    hi = jax.lax.Precision.HIGHEST
+    x = jnp.einsum("oh,bhwc->bowc", jnp.asarray(mh, dtype), x, precision=hi)
+    return jnp.einsum("pw,bowc->bopc", jnp.asarray(mw, dtype), x, precision=hi)
+
+
+def _size2(size) -> tuple[int, int]:
+    if isinstance(size, int):
+        return size, size
+    h, w = size
+    return int(h), int(w)
+
+
+def adaptive_avg_pool2d(x: jax.Array, size) -> jax.Array:
+    """PyTorch `adaptive_avg_pool2d` on NHWC.
+
+    x: (B, H, W, C) float; size: int or (h, w). Returns (B, h, w, C) in x's dtype.
+    """
+    h, w = _size2(size)
+    return _apply_hw(x, adaptive_avg_pool_matrix(x.shape[1], h), adaptive_avg_pool_matrix(x.shape[2], w))
+
+
+def resize_bilinear_align_corners(x: jax.Array, size) -> jax.Array:
+    """PyTorch `F.interpolate(mode='bilinear', align_corners=True)` on NHWC.
+
+    x: (B, H, W, C) float; size: int or (h, w). Returns (B, h, w, C) in x's dtype.
+    """
+    h, w = _size2(size)
+    return _apply_hw(x, bilinear_align_corners_matrix(x.shape[1], h),
+                     bilinear_align_corners_matrix(x.shape[2], w))
