@@ -33,6 +33,7 @@ from typing import Any, Sequence
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from stylemask_jax.ops.matrix_resize import adaptive_avg_pool2d
 
@@ -181,6 +182,14 @@ def cosine_similarity(a: jax.Array, b: jax.Array, eps: float = 1e-6) -> jax.Arra
     a = a / jnp.maximum(jnp.linalg.norm(a, axis=-1, keepdims=True), eps)
     b = b / jnp.maximum(jnp.linalg.norm(b, axis=-1, keepdims=True), eps)
     return jnp.sum(a * b, axis=-1)
+
+
+def init_irse(key: jax.Array, units: Sequence[int] = UNITS_BY_DEPTH[50],
+              dtype=jnp.float32) -> tuple[IRSE, dict]:
+    """Random-weight network (for benchmarks and tests): (module, variables)."""
+    module = IRSE(units=tuple(units), dtype=dtype)
+    x = jnp.zeros((1, ARCFACE_SIZE, ARCFACE_SIZE, 3), jnp.float32)
+    return module, jax.tree_util.tree_map(np.asarray, jax.jit(module.init)(key, x))
 
 
 def irse_from_arch(arch: dict, dtype=jnp.float32) -> IRSE:
