@@ -136,21 +136,37 @@ def run(args) -> int:
     encoder, decoder, latent_avg = _split_checkpoint(obj, source)
     variables, arch = convert_encoder(StateDict(encoder, source, prefix="encoder."), latent_avg)
     generator = None
-    if args.generator_out:
+    if args.generator_out:  # converted before anything is written, so errors leave no files
         if not decoder:
             raise ConversionError(f"{source}: --generator-out given but the checkpoint has no "
                                   "'decoder.*' entries")
-        generator = _convert_generator(decoder, source)  # converted before anything is written
+        generator = convert_generator(obj, source, variables["params"]["latent_avg"])
     save_weights(args.out_dir, "e4e", variables, arch, overwrite=args.overwrite)
     print(f"e4e: {arch['n_styles']} codes, units per stage {arch['units']}, "
           f"{count_params(variables['params']):,} parameters -> {args.out_dir}")
     if generator is not None:
-        gen_params, gen_arch = generator
-        save_weights(args.generator_out, "stylegan2", gen_params, gen_arch, overwrite=args.overwrite)
-        print(f"e4e: generator ({count_params(gen_params):,} parameters) -> {args.generator_out}")
+        from convert_weights import stylegan2
+        tree, gen_arch = generator
+        save_weights(args.generator_out, stylegan2.KIND, tree, gen_arch, overwrite=args.overwrite)
+        print(f"e4e: generator ({count_params(tree['params']):,} parameters) -> {args.generator_out}")
     return 0
 
 
-def _convert_generator(decoder: dict, source: str):
+def convert_generator(obj, source: str, wplus_avg: np.ndarray) -> tuple[dict, dict]:
+    """The checkpoint's `decoder.*` generator -> (tree, arch) as `stylemask convert stylegan2`
+    writes them. The e4e average code (n_styles, 512) repeats the generator's mean latent, so
+    when its rows agree that row becomes the generator's `latent_avg` (for truncation)."""
     from convert_weights import stylegan2
-    return stylegan2.convert_state_dict(decoder, source, prefix="decoder.")
+    gen_vars, gen_arch, _ = stylegan2.convert_stylegan2(obj, prefix="decoder.", source=source)
+    n_latent = 2 * (int(gen_arch["size"]).bit_length() - 1) - 2
+    if gen_arch["style_dim"] != wplus_avg.shape[1]:
+        raise ConversionError(f"{source}: the decoder's style_dim is {gen_arch['style_dim']}, the "
+                              f"encoder's codes have {wplus_avg.shape[1]} channels")
+    if n_latent != wplus_avg.shape[0]:
+        raise ConversionError(f"{source}: the decoder ({gen_arch['size']} px) takes {n_latent} W+ "
+                              f"codes but the encoder produces {wplus_avg.shape[0]}")
+    tree = dict(gen_vars)
+    has_avg = bool(np.all(wplus_avg == wplus_avg[:1])) and wplus_avg.shape[1] == gen_arch["style_dim"]
+    if has_avg:
+        tree["latent_avg"] = np.ascontiguousarray(wplus_avg[0])
+    return tree, dict(gen_arch, has_latent_avg=has_avg)

@@ -5,7 +5,7 @@ Two PyTorch resizes whose exact index arithmetic matters for parity with the ref
 - `adaptive_avg_pool2d(x, size)`: `torch.nn.AdaptiveAvgPool2d`. Output index `i` averages input
   indices `floor(n i / m)` .. `ceil(n (i + 1) / m) - 1` (n = input, m = output size), so when m
   does not divide n the windows have uneven lengths and may overlap (188 -> 112 gives windows of
-  2 and 3). With n = k m it is plain k x k average pooling.
+  2 and 3). With n = k m it is plain k x k average pooling, computed as a block mean.
 - `resize_bilinear_align_corners(x, size)`: `F.interpolate(..., mode='bilinear',
   align_corners=True)`: output index `i` samples input position `i (n - 1) / (m - 1)`.
 
@@ -78,7 +78,10 @@ def adaptive_avg_pool2d(x: jax.Array, size) -> jax.Array:
     x: (B, H, W, C) float; size: int or (h, w). Returns (B, h, w, C) in x's dtype.
     """
     h, w = _size2(size)
-    return _apply_hw(x, adaptive_avg_pool_matrix(x.shape[1], h), adaptive_avg_pool_matrix(x.shape[2], w))
+    b, hi, wi, c = x.shape
+    if hi % h == 0 and wi % w == 0:  # equal disjoint windows: a block mean (1024 -> 256: 4 x 4)
+        return x.reshape(b, h, hi // h, w, wi // w, c).mean(axis=(2, 4))
+    return _apply_hw(x, adaptive_avg_pool_matrix(hi, h), adaptive_avg_pool_matrix(wi, w))
 
 
 def resize_bilinear_align_corners(x: jax.Array, size) -> jax.Array:
