@@ -1,0 +1,126 @@
+"""StyleGAN2's modulated convolution in its batched form, including the up-sampling variant.
+
+The reference builds one weight per sample, `w_b = scale * W * s_b[in]`, demodulates it by
+`d_b[out] = rsqrt(sum_{in,kh,kw} w_b^2 + eps)` and runs a grouped convolution. The same function
+is computed here with the *shared* weight:
+
+    y = conv(x * (scale * s)[b, in], W) * d[b, out],
+    d[b, out] = rsqrt(sum_in (scale * s[b, in])^2 * sum_{kh,kw} W[kh, kw, in, out]^2 + eps)
+
+so every sample goes through one ordinary convolution (float32 statistics, whatever the
+compute dtype).
+
+Up-sampling (the reference: transposed convolution, stride 2, no padding, giving 2H+1, then
+a 4x4 FIR blur with padding (1, 1), giving 2H) is computed without inserted zeros: the
+transposed convolution splits into four output phases (even/odd row x even/odd column), which
+are one stride-1 convolution of the input with a 2x2 kernel and 4*Cout output channels; the
+blur then filters those phases directly (`polyphase_fir`) and writes the interleaved 2H x 2H
+result. No product with an inserted zero and no depthwise convolution is formed.
+
+Layout: x (B, H, W, Cin) NHWC; weight (K, K, Cin, Cout) HWIO holding the *raw* (not yet
+equalized) parameter; style (B, Cin) the modulation output (about 1 for a trained layer).
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+from stylemask_jax.ops.upfirdn import fir_taps, polyphase_fir
+
+_DIMENSIONS = ("NHWC", "HWIO", "NHWC")
+
+
+def demodulation(weight: jnp.ndarray, style: jnp.ndarray, eps: float = 1e-8) -> jnp.ndarray:
+    """d[b, out] = rsqrt(sum_{in,kh,kw} (scale * W * s_b)^2 + eps), float32 (B, Cout).
+
+    weight: raw (K, K, Cin, Cout); style: (B, Cin); scale = 1/sqrt(Cin*K*K) as in the reference.
+    """
+    k, _, cin, _ = weight.shape
+    w = weight.astype(jnp.float32) * (1.0 / np.sqrt(cin * k * k))
+    s = style.astype(jnp.float32)
+    return lax.rsqrt(jnp.dot(s * s, jnp.sum(w * w, axis=(0, 1)),
+                             precision=lax.Precision.HIGHEST) + eps)
+
+
+def _phase_weight(weight: jnp.ndarray) -> tuple[jnp.ndarray, int]:
+    """A (K, K, Cin, Cout) transposed-conv weight -> the (R, R, Cin, 4*Cout) phase kernel, pad P.
+
+    The stride-2 transposed convolution (reference orientation: output T[2i + k] gets x[i] *
+    W[k], no flip) has output phase a in {0, 1} at T[2m + a] = sum_r xpad[m + r] W[a + 2(P - r)]
+    where xpad is x padded by P = (K - 1) // 2 and r = 0 .. R - 1 with R = P + 1; taps that fall
+    outside 0..K-1 are zero. Channel order of the result: (a, b, Cout) flattened.
+    """
+    k = weight.shape[0]
+    p = (k - 1) // 2
+    r = p + 1
+    taps = np.array([[a + 2 * (p - i) for a in (0, 1)] for i in range(r)])  # (R, 2)
+    valid = ((taps >= 0) & (taps < k)).astype(np.float32)
+    idx = np.clip(taps, 0, k - 1)
+    w = weight[idx[:, None, :, None], idx[None, :, None, :]]  # (R, R, 2, 2, Cin, Cout)
+    mask = valid[:, None, :, None] * valid[None, :, None, :]
+    w = w * jnp.asarray(mask, w.dtype)[..., None, None]
+    cin, cout = weight.shape[2], weight.shape[3]
+    return w.transpose(0, 1, 4, 2, 3, 5).reshape(r, r, cin, 4 * cout), p
+
+
+def upsample_conv_blur(x: jnp.ndarray, weight: jnp.ndarray,
+                       blur_kernel: Sequence[float] = (1, 3, 3, 1)) -> jnp.ndarray:
+    """conv_transpose2d(x, W, stride 2) then Blur(blur_kernel * 4, pad) as in the reference.
+
+    x: (B, H, W, Cin) (already modulated); weight: (K, K, Cin, Cout) in x's dtype (already
+    scaled). Returns (B, 2H, 2W, Cout) for K = 3 and a 4-tap blur (generally
+    2H + K - 2 + pad0 + pad1 - len(blur) + 1 with the reference's pads).
+    """
+    b, h, w_, _ = x.shape
+    k = weight.shape[0]
+    cout = weight.shape[3]
+    phase_w, p = _phase_weight(weight)
+    y = lax.conv_general_dilated(x, phase_w, (1, 1), ((p, p), (p, p)),
+                                 dimension_numbers=_DIMENSIONS)
+    m_h, m_w = y.shape[1], y.shape[2]
+    y = y.reshape(b, m_h, m_w, 2, 2, cout)
+    # blur padding of the reference ModulatedConv2d(upsample=True)
+    taps = fir_taps(blur_kernel, 4.0)
+    pb = (len(taps) - 2) - (k - 1)
+    pad0, pad1 = (pb + 1) // 2 + 1, pb // 2 + 1
+    out_h = 2 * (h - 1) + k + pad0 + pad1 - len(taps) + 1
+    out_w = 2 * (w_ - 1) + k + pad0 + pad1 - len(taps) + 1
+    y = polyphase_fir([y[:, :, :, 0], y[:, :, :, 1]], taps, pad0, out_h, axis=1)  # (B,oh,Mw,2,C)
+    return polyphase_fir([y[:, :, :, 0], y[:, :, :, 1]], taps, pad0, out_w, axis=2)
+
+
+def modulated_conv2d(x: jnp.ndarray, weight: jnp.ndarray, style: jnp.ndarray, *,
+                     demodulate: bool = True, upsample: bool = False,
+                     blur_kernel: Sequence[float] = (1, 3, 3, 1), eps: float = 1e-8,
+                     dtype=None) -> jnp.ndarray:
+    """The reference ModulatedConv2d forward, batched (see the module docstring).
+
+    x: (B, H, W, Cin); weight: raw (K, K, Cin, Cout) float32; style: (B, Cin).
+    Returns (B, H, W, Cout) (or (B, 2H, 2W, Cout) with `upsample`) in `dtype` (default x's).
+    Padding K // 2 as in the reference. 1x1 kernels (ToRGB) fold the style into a per-sample
+    (B, Cin, Cout) weight instead of scaling the activations.
+    """
+    dtype = x.dtype if dtype is None else dtype
+    k, _, cin, _ = weight.shape
+    scale = 1.0 / np.sqrt(cin * k * k)
+    s = style.astype(jnp.float32) * scale  # (B, Cin), float32
+    if k == 1 and not upsample:
+        w = (weight[0, 0].astype(jnp.float32)[None] * s[:, :, None]).astype(dtype)
+        if demodulate:
+            w = w * demodulation(weight, style, eps)[:, None, :].astype(dtype)
+        return jnp.einsum("bhwi,bio->bhwo", x.astype(dtype), w)
+    x = x.astype(dtype) * s[:, None, None, :].astype(dtype)
+    w = weight.astype(dtype)
+    if upsample:
+        y = upsample_conv_blur(x, w, blur_kernel)
+    else:
+        pad = k // 2
+        y = lax.conv_general_dilated(x, w, (1, 1), ((pad, pad), (pad, pad)),
+                                     dimension_numbers=_DIMENSIONS)
+    if demodulate:
+        y = y * demodulation(weight, style, eps)[:, None, None, :].astype(dtype)
+    return y

@@ -1,0 +1,1 @@
+"""Independent PyTorch re-implementations used as references by the tests and benchmarks."""
