@@ -219,7 +219,7 @@ def forward(gen: TorchGenerator, z=None, styles=None, wplus=None, input_type="z"
     """Image as NHWC numpy. Either codes `z` (with `input_type` 'z'/'w'/'wplus'), or `styles`
     (list of (B, C_l)) with `wplus` (the decoder path)."""
     dtype = next(gen.parameters()).dtype
-    as_t = lambda a: None if a is None else torch.as_tensor(np.asarray(a)).to(dtype)
+    as_t = lambda a: None if a is None else torch.as_tensor(np.array(a)).to(dtype)
     if styles is None:
         latent = as_t(truncation_latent)
         wp = gen.wplus(as_t(z), input_type, truncation, latent)
