@@ -105,7 +105,8 @@ def test_decoder_path_equals_forward(model, jitted, cases):
     # same operations in the same order: exactly equal (README observes 0.0 in the reference)
     np.testing.assert_array_equal(jax.jit(lambda v, wp: gen.apply(v, wp, input_type="wplus"))(
         variables, wplus), from_s)
-    np.testing.assert_allclose(forward, from_s, rtol=0, atol=1e-6)  # eager vs jit fusion order
+    # eager op-by-op vs one fused jit program: float32 rounding differences of a few ulps
+    np.testing.assert_allclose(forward, from_s, rtol=0, atol=1e-5)
     # synthesizing from the reference's own style codes gives the same image
     ref_styles = sg.split_styles(jnp.asarray(cases["style_concat"]), gen.style_dims)
     np.testing.assert_allclose(jitted["synth"](variables, ref_styles, wplus),
