@@ -20,27 +20,15 @@ from __future__ import annotations
 
 import argparse
 import functools
-import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from benchmarks.deca import timed as seconds_per_call  # (first call, mean s per later call)
 from stylemask_jax.losses import identity_loss
 from stylemask_jax.models.e4e import init_e4e, n_styles_for
 from stylemask_jax.models.irse import face_embeddings, init_irse
-
-
-def seconds_per_call(fn, args, iters: int) -> tuple[float, float]:
-    """(first call incl. compilation, mean seconds of the next `iters` calls)."""
-    t0 = time.perf_counter()
-    jax.block_until_ready(fn(*args))
-    first = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    for _ in range(iters):
-        result = fn(*args)
-    jax.block_until_ready(result)
-    return first, (time.perf_counter() - t0) / iters
 
 
 def jax_rows(batches, dtype, iters, output_size):
@@ -86,13 +74,8 @@ def torch_rows(batches, iters, output_size):
                 return e4e(x)
 
         for name, fn in (("embeddings", embed), ("identity loss f+b", loss_grad), ("e4e inversion", invert)):
-            t0 = time.perf_counter()
-            fn()
-            first = time.perf_counter() - t0
-            t0 = time.perf_counter()
-            for _ in range(iters):
-                fn()
-            rows.append(("torch", name, b, first, (time.perf_counter() - t0) / iters))
+            first, per_call = seconds_per_call(fn, (), iters)  # torch runs synchronously on CPU
+            rows.append(("torch", name, b, first, per_call))
     return rows
 
 
