@@ -8,7 +8,7 @@ import pytest
 import torch
 from PIL import Image
 
-from stylemask_jax import cli, codes, inversion
+from stylemask_jax import cli, codes
 from stylemask_jax.models.e4e import load_e4e
 
 E4E = os.path.join(os.path.dirname(__file__), "fixtures", "e4e", "e4e_small.pt")
