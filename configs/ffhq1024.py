@@ -24,6 +24,7 @@ def get_config() -> ml_collections.ConfigDict:
     config.weights = ml_collections.ConfigDict(dict(
         generator="weights/stylegan2", deca="weights/deca", irse="weights/irse", flame="weights/flame"))
     config.random_deca_blocks = [3, 4, 6, 3]  # only used when a weights entry is None
+    config.random_deca_widths = [64, 128, 256, 512]
     config.random_irse_units = [3, 4, 14, 3]
     config.batch_size = 12
     config.num_steps = 100_000
@@ -37,6 +38,7 @@ def get_config() -> ml_collections.ConfigDict:
     config.deca_fixed_box = [62.0, 100.0, 194.0, 232.0]  # first-pass box in the 256 image
     config.remat = False             # recompute generator/DECA/ArcFace activations in backward
     config.compute_dtype = "float32"  # or "bfloat16" (parameters and statistics stay float32)
+    config.num_devices = 0           # 0 = every device of every host
     config.multihost = False         # call jax.distributed.initialize() first (TPU pods, multi-node)
     config.log_every = 50
     config.checkpoint_every = 1000

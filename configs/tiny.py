@@ -26,10 +26,11 @@ def get_config() -> ml_collections.ConfigDict:
     # --- training (python train.py --config configs/tiny.py --workdir runs/tiny) -------------
     config.weights = ml_collections.ConfigDict(dict(generator=None, deca=None, irse=None, flame=None))
     config.random_deca_blocks = [1, 1, 1, 1]  # random DECA/ArcFace when weights are None
+    config.random_deca_widths = [8, 16, 32, 64]
     config.random_irse_units = [1, 1, 1, 1]
     config.batch_size = 2
-    config.num_steps = 20
-    config.learning_rate = 1e-4
+    config.num_steps = 30
+    config.learning_rate = 1e-2     # the paper uses 1e-4; larger so tiny runs learn in 30 steps
     config.weight_decay = 5e-4       # torch Adam's coupled L2 decay, as the paper's code
     config.lambda_shape = 1.0        # shape, eye and mouth terms
     config.lambda_identity = 10.0
@@ -39,6 +40,7 @@ def get_config() -> ml_collections.ConfigDict:
     config.deca_fixed_box = [62.0, 100.0, 194.0, 232.0]  # first-pass box in the 256 image
     config.remat = False             # recompute generator/DECA/ArcFace activations in backward
     config.compute_dtype = "float32"  # or "bfloat16" (parameters and statistics stay float32)
+    config.num_devices = 0           # 0 = every device of every host
     config.multihost = False         # call jax.distributed.initialize() first (TPU pods, multi-node)
     config.log_every = 1
     config.checkpoint_every = 10

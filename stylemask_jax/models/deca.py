@@ -97,6 +97,7 @@ class ResNetTrunk(nn.Module):
     """The ResNet-50 feature extractor: (B, 224, 224, 3) -> (B, 2048) float32."""
 
     blocks: Sequence[int] = RESNET50_BLOCKS
+    widths: Sequence[int] = STAGE_WIDTHS
     dtype: Any = jnp.float32
     precision: Any = None
 
@@ -105,12 +106,12 @@ class ResNetTrunk(nn.Module):
         if len(self.blocks) != 4 or min(self.blocks) < 1:
             raise ValueError(f"ResNetTrunk: blocks must be 4 positive counts, got {self.blocks}")
         x = jnp.asarray(images, self.dtype)
-        x = nn.Conv(64, (7, 7), strides=(2, 2), padding=((3, 3), (3, 3)), use_bias=False,
+        x = nn.Conv(self.widths[0], (7, 7), strides=(2, 2), padding=((3, 3), (3, 3)), use_bias=False,
                     dtype=self.dtype, param_dtype=jnp.float32, precision=self.precision,
                     name="conv1")(x)
         x = nn.relu(_batchnorm("bn1", self.dtype)(x))
         x = nn.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
-        for stage, (count, planes) in enumerate(zip(self.blocks, STAGE_WIDTHS)):
+        for stage, (count, planes) in enumerate(zip(self.blocks, self.widths)):
             for i in range(count):
                 stride = 2 if (stage > 0 and i == 0) else 1
                 x = Bottleneck(planes, stride=stride, downsample=(i == 0), dtype=self.dtype,
@@ -127,6 +128,8 @@ class DecaEncoder(nn.Module):
 
     Attributes:
       blocks: bottleneck blocks per stage; (3, 4, 6, 3) is the real ResNet-50.
+      widths: bottleneck widths per stage, (64, 128, 256, 512) in DECA (the stem has widths[0]);
+        narrower random-weight encoders keep tiny CPU training runs fast.
       dtype: compute dtype (e.g. jnp.bfloat16); parameters, BatchNorm statistics, the average
         pool and the outputs stay float32.
       precision: passed to every conv/dense (None = JAX's default for the backend).
@@ -136,11 +139,13 @@ class DecaEncoder(nn.Module):
     """
 
     blocks: Sequence[int] = RESNET50_BLOCKS
+    widths: Sequence[int] = STAGE_WIDTHS
     dtype: Any = jnp.float32
     precision: Any = None
 
     def setup(self):
-        self.trunk = ResNetTrunk(tuple(self.blocks), dtype=self.dtype, precision=self.precision)
+        self.trunk = ResNetTrunk(tuple(self.blocks), tuple(self.widths), dtype=self.dtype,
+                                 precision=self.precision)
         dense = lambda n: nn.Dense(n, dtype=self.dtype, param_dtype=jnp.float32,  # noqa: E731
                                    precision=self.precision)
         self.fc1 = dense(1024)
@@ -157,10 +162,11 @@ class DecaEncoder(nn.Module):
 
 
 def init_deca(key: jax.Array, blocks: Sequence[int] = RESNET50_BLOCKS,
-              dtype: Any = jnp.float32) -> tuple[DecaEncoder, dict]:
+              dtype: Any = jnp.float32,
+              widths: Sequence[int] = STAGE_WIDTHS) -> tuple[DecaEncoder, dict]:
     """A randomly initialised encoder and its variables {'params', 'batch_stats'}
     (statistics: mean 0, var 1). For tests and benchmarks; real weights come from `load_deca`."""
-    model = DecaEncoder(blocks=tuple(blocks), dtype=dtype)
+    model = DecaEncoder(blocks=tuple(blocks), widths=tuple(widths), dtype=dtype)
     dummy = jnp.zeros((1, INPUT_SIZE, INPUT_SIZE, 3), jnp.float32)
     return model, jax.jit(model.init)(key, dummy)
 

@@ -1,0 +1,103 @@
+"""The StyleMask method as pure functions: codes -> styles -> masks -> mixed styles -> images.
+
+Shapes: Z and W are (B, D); W+ is (B, L, D) with L = n_latent; style codes S are lists over the
+generator's conv layers of (B, C_l); images are NHWC float32, nominally in [-1, 1].
+
+    wplus_src = encode_wplus(gen, gvars, z_src, 'z', psi, mean)
+    wplus_tgt = encode_wplus(gen, gvars, z_tgt, 'z', psi, mean)
+    out = reenact(gen, gvars, mask_net, mvars, wplus_src, wplus_tgt)   # images + masks + styles
+
+`make_reenact_fn` returns the jit-compiled version used by the CLI, compiled once per batch shape.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import jax
+import jax.numpy as jnp
+
+from stylemask_jax.models.mask_net import MaskNet
+from stylemask_jax.models.stylegan2 import Generator, face_pool, to_wplus, truncate
+
+INPUT_TYPES = ("z", "w", "wplus")
+
+
+def encode_wplus(gen: Generator, gvars, codes: jax.Array, input_type: str,
+                 truncation: float = 1.0, truncation_latent: jax.Array | None = None) -> jax.Array:
+    """Z (B, D), W (B, D) or W+ (B, L, D) -> truncated W+ (B, L, D).
+
+    Truncation `t + psi * (w - t)` toward `truncation_latent` (D,) applies to every input type
+    (row-wise for W+), as the official reenactment path does; psi = 1 leaves codes unchanged.
+    """
+    if input_type not in INPUT_TYPES:
+        raise ValueError(f"input_type must be one of {INPUT_TYPES}, got {input_type!r}")
+    if input_type == "z":
+        codes = gen.apply(gvars, codes, method=Generator.mapping)
+    if truncation != 1.0:
+        if truncation_latent is None:
+            raise ValueError("truncation < 1 needs a truncation_latent")
+        codes = truncate(codes, truncation_latent, truncation)
+    return codes if input_type == "wplus" else to_wplus(codes, gen.n_latent)
+
+
+def style_codes(gen: Generator, gvars, wplus: jax.Array) -> list[jax.Array]:
+    """W+ (B, L, D) -> the conv layers' style codes, a list of (B, C_l)."""
+    return gen.apply(gvars, wplus, method=Generator.style_codes)
+
+
+def mix_styles(masks: Sequence[jax.Array], source: Sequence[jax.Array],
+               target: Sequence[jax.Array]) -> list[jax.Array]:
+    """m * s_tgt + (1 - m) * s_src on the len(masks) controlled layers; s_src elsewhere."""
+    n = len(masks)
+    mixed = [m * t + (1.0 - m) * s for m, s, t in zip(masks, source[:n], target[:n])]
+    return mixed + list(source[n:])
+
+
+def reenact_styles(mask_net: MaskNet, mvars, source: Sequence[jax.Array],
+                   target: Sequence[jax.Array]) -> tuple[list[jax.Array], list[jax.Array]]:
+    """Style codes of sources and targets -> (mixed style codes, masks)."""
+    masks = mask_net.apply(mvars, source, target)
+    return mix_styles(masks, source, target), masks
+
+
+def synthesize(gen: Generator, gvars, styles: Sequence[jax.Array], wplus: jax.Array,
+               resize_256: bool = False) -> jax.Array:
+    """Conv-layer styles + W+ (ToRGB rows) -> images (B, H, W, 3), optionally pooled to 256."""
+    images = gen.apply(gvars, list(styles), wplus, method=Generator.synthesize)
+    return face_pool(images) if resize_256 else images
+
+
+def reenact(gen: Generator, gvars, mask_net: MaskNet, mvars, wplus_source: jax.Array,
+            wplus_target: jax.Array, resize_256: bool = False) -> dict:
+    """Reenacts each source (B, L, D) with the pose/expression of the matching target.
+
+    Returns a dict with 'source', 'target', 'reenacted' images (B, H, W, 3) in about [-1, 1],
+    'masks' (list of (B, C_l) for the controlled layers) and 'mixed_styles' (list of (B, C_l)).
+    The three image batches are synthesized in one generator call (batch 3B).
+    """
+    s_src = style_codes(gen, gvars, wplus_source)
+    s_tgt = style_codes(gen, gvars, wplus_target)
+    mixed, masks = reenact_styles(mask_net, mvars, s_src, s_tgt)
+    batch = wplus_source.shape[0]
+    styles = [jnp.concatenate(layer, axis=0) for layer in zip(s_src, s_tgt, mixed)]
+    wplus = jnp.concatenate([wplus_source, wplus_target, wplus_source], axis=0)
+    images = synthesize(gen, gvars, styles, wplus, resize_256)
+    return {"source": images[:batch], "target": images[batch: 2 * batch],
+            "reenacted": images[2 * batch:], "masks": masks, "mixed_styles": mixed}
+
+
+def make_encode_fn(gen: Generator, input_type: str, truncation: float):
+    """jit(gvars, codes, truncation_latent) -> truncated W+; compiled once per shape."""
+    @jax.jit
+    def encode(gvars, codes, truncation_latent):
+        return encode_wplus(gen, gvars, codes, input_type, truncation, truncation_latent)
+    return encode
+
+
+def make_reenact_fn(gen: Generator, mask_net: MaskNet, resize_256: bool = False):
+    """jit(gvars, mvars, wplus_source, wplus_target) -> (source, target, reenacted) images."""
+    def run(gvars, mvars, wplus_source, wplus_target):
+        out = reenact(gen, gvars, mask_net, mvars, wplus_source, wplus_target, resize_256)
+        return out["source"], out["target"], out["reenacted"]
+    return jax.jit(run)

@@ -1,0 +1,168 @@
+"""`train(config, workdir)`: the training loop around one jitted, data-parallel step.
+
+Mesh over every device of every host (`jax.make_mesh((n,), ('data',))`); the global batch of
+random codes is sharded on 'data', the state and the frozen networks are replicated. Each host
+draws its share of the batch from fold_in(fold_in(key, step), process_index), so a resumed run
+sees exactly the batches an uninterrupted run would have seen.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import NamedSharding, PartitionSpec as P
+from tqdm.auto import tqdm
+
+from stylemask_jax.errors import UserInputError
+from stylemask_jax.training import checkpoints, evaluation, networks, objective, state as state_lib
+from stylemask_jax.training.logs import MetricWriter, format_metrics, non_finite
+
+
+class NonFiniteLossError(RuntimeError):
+    """A loss became NaN or Inf; the last good checkpoint is kept."""
+
+
+def make_mesh(num_devices: int = 0) -> jax.sharding.Mesh:
+    """A 1-D 'data' mesh over every device of every host (or the first `num_devices`).
+
+    Auto axes: XLA propagates the batch sharding through the step (data parallelism with
+    replicated parameters)."""
+    devices = jax.devices()
+    if num_devices:
+        if num_devices > len(devices):
+            raise UserInputError(f"--config.num_devices={num_devices} but only {len(devices)} "
+                                 "devices are visible")
+        devices = devices[:num_devices]
+    return jax.sharding.Mesh(np.array(devices), ("data",),
+                             axis_types=(jax.sharding.AxisType.Auto,))
+
+
+def host_batch(state_key, step: int, config, style_dim: int) -> dict:
+    """This host's share of the random codes of `step`: {'z_source','z_target','z_cycle'}."""
+    local = config.batch_size // jax.process_count()
+    key = state_lib.step_key(state_key, step, jax.process_index())
+    k1, k2, k3 = jax.random.split(key, 3)
+    normal = lambda k: np.asarray(jax.random.normal(k, (local, style_dim), jnp.float32))  # noqa: E731
+    return {"z_source": normal(k1), "z_target": normal(k2), "z_cycle": normal(k3)}
+
+
+def global_batch(batch: dict, mesh) -> dict:
+    sharding = NamedSharding(mesh, P("data"))
+    return {k: jax.make_array_from_process_local_data(sharding, v) for k, v in batch.items()}
+
+
+def make_train_step(nets: networks.Networks, config, optimizer, mesh):
+    """jit(state, frozen, batch) -> (state, metrics); the state buffer is donated."""
+    replicated = NamedSharding(mesh, P())
+
+    def train_step(state, frozen, batch):
+        key = state_lib.step_key(state.key, state.step)
+        grad_fn = jax.value_and_grad(objective.loss_fn, has_aux=True)
+        (loss, metrics), grads = grad_fn(state.params, frozen, batch, nets, config, key)
+        updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+        params = jax.tree_util.tree_map(lambda p, u: p + u, state.params, updates)
+        metrics = dict(metrics, loss=loss,
+                       grad_norm=jnp.sqrt(sum(jnp.sum(g * g) for g in jax.tree_util.tree_leaves(grads))))
+        return state.replace(step=state.step + 1, params=params, opt_state=opt_state), metrics
+
+    return jax.jit(train_step, donate_argnums=0,
+                   in_shardings=(replicated, replicated, NamedSharding(mesh, P("data"))),
+                   out_shardings=(replicated, replicated))
+
+
+def initial_state(nets: networks.Networks, config, optimizer, mesh):
+    replicated = NamedSharding(mesh, P())
+
+    def init():
+        params = objective.init_mask_params(nets, jax.random.key(config.seed))
+        return state_lib.create_state(params, optimizer, config.seed)
+
+    return jax.jit(init, out_shardings=replicated)()
+
+
+def check_config(config, mesh) -> None:
+    n = mesh.size
+    if config.batch_size < 1 or config.batch_size % n:
+        raise UserInputError(f"--config.batch_size={config.batch_size} must be a positive multiple "
+                             f"of the {n} devices")
+    if config.batch_size % jax.process_count():
+        raise UserInputError(f"--config.batch_size={config.batch_size} must split evenly over "
+                             f"the {jax.process_count()} hosts")
+    for name in ("num_steps", "checkpoint_every", "eval_every"):
+        if int(config[name]) < 0:
+            raise UserInputError(f"--config.{name} must be >= 0, got {config[name]}")
+    if int(config.log_every) < 1:
+        raise UserInputError(f"--config.log_every must be >= 1, got {config.log_every}")
+    if config.lambda_perceptual:
+        raise UserInputError("--config.lambda_perceptual: the LPIPS term is not ported; the "
+                             "paper trains with 0")
+
+
+def train(config, workdir: str) -> dict:
+    """Trains the mask network; resumes from WORKDIR's latest checkpoint when there is one.
+
+    Returns the last logged metrics plus 'step_compilations' (how often the step compiled).
+    """
+    if config.get("multihost", False):
+        jax.distributed.initialize()
+    mesh = make_mesh(config.get("num_devices", 0))
+    check_config(config, mesh)
+    replicated = NamedSharding(mesh, P())
+    nets, frozen = networks.build_networks(config)
+    frozen = jax.device_put(frozen, replicated)
+    optimizer = state_lib.make_optimizer(config.learning_rate, config.weight_decay)
+    state = initial_state(nets, config, optimizer, mesh)
+    manager = checkpoints.make_manager(workdir, keep=config.keep_checkpoints)
+    state, resumed = checkpoints.restore_latest(manager, state)
+    start = int(jax.device_get(state.step))
+    is_main = jax.process_index() == 0
+    writer = MetricWriter(workdir, tensorboard=config.get("tensorboard", True)) if is_main else None
+    step_fn = make_train_step(nets, config, optimizer, mesh)
+    evaluate = evaluation.make_evaluator(nets, config, mesh) if config.eval_every else None
+    if is_main and resumed is not None:
+        print(f"resumed from {workdir} at step {start}")
+
+    last, last_good = {}, resumed
+    bar = tqdm(total=config.num_steps, initial=start, desc="train", unit="step",
+               disable=not is_main or not config.get("progress", True))
+    try:
+        for step in range(start, config.num_steps):
+            batch = global_batch(host_batch(state.key, step, config, nets.generator.style_dim), mesh)
+            state, metrics = step_fn(state, frozen, batch)
+            done = step + 1
+            log_now = done % config.log_every == 0 or done == config.num_steps
+            save_now = bool(config.checkpoint_every) and (
+                done % config.checkpoint_every == 0 or done == config.num_steps)
+            if log_now or save_now:
+                # NaN parameters keep the loss NaN, so a finite loss here means a good state.
+                last = {k: float(v) for k, v in jax.device_get(metrics).items()}
+                bad = non_finite(last)
+                if bad:
+                    raise NonFiniteLossError(
+                        f"non-finite {', '.join(bad)} at step {done}; stopped without saving. The "
+                        f"last good checkpoint is step {last_good} in {workdir}/checkpoints")
+            if log_now:
+                if writer:
+                    writer.write(done, last)
+                bar.set_postfix_str(format_metrics(last))
+            if save_now:
+                checkpoints.save(manager, state)
+                last_good = done
+            if evaluate is not None and (done % config.eval_every == 0 or done == config.num_steps):
+                results = evaluate(state.params, frozen, workdir, done)
+                if writer:
+                    writer.write(done, results, prefix="eval/")
+            bar.update(1)
+    finally:
+        bar.close()
+        manager.wait_until_finished()
+        manager.close()
+        if writer:
+            writer.close()
+    # One compilation for the whole run (a retrace per step would show up here).
+    return dict(last, step_compilations=step_fn._cache_size())

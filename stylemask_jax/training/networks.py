@@ -1,0 +1,134 @@
+"""The frozen networks of training: converted weights from the config's paths, or random ones.
+
+`build_networks(config) -> (Networks, frozen)`: `Networks` holds the static Linen modules
+(hashable, closed over by jit); `frozen` is the pytree of their variables plus the FLAME arrays
+and the truncation latent, passed to the jitted step as an argument (replicated on the mesh).
+
+config.weights.<net> is a converted-weights directory or None. With None the network gets
+random weights from config.seed (the tiny config does this for every network, so training runs
+with no files; its losses are meaningful only as a test of the machinery).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from stylemask_jax.models import deca as deca_lib
+from stylemask_jax.models import flame as flame_lib
+from stylemask_jax.models import irse as irse_lib
+from stylemask_jax.models.mask_net import MaskNet
+from stylemask_jax.models.stylegan2 import Generator, init_variables, load_generator, mean_latent
+
+
+@dataclasses.dataclass(frozen=True)
+class Networks:
+    generator: Generator
+    mask_net: MaskNet
+    deca: deca_lib.DecaEncoder
+    irse: irse_lib.IRSE
+
+
+def random_flame(key: jax.Array, rings: int = 12, segments: int = 16) -> flame_lib.FlameModel:
+    """A small synthetic FLAME-format head (an ellipsoid with random blend shapes) for tiny runs.
+
+    Same array layout as a converted FLAME model (100 shape + 50 expression components, 5
+    joints, 68 landmarks, 79 contour rows); values are random and mean nothing.
+    """
+    rng = np.random.default_rng(np.asarray(jax.random.key_data(key)).ravel().tolist())
+    theta = np.linspace(0.15, np.pi - 0.15, rings)
+    phi = np.linspace(0, 2 * np.pi, segments, endpoint=False)
+    t, p = np.meshgrid(theta, phi, indexing="ij")
+    verts = np.stack([0.08 * np.sin(t) * np.sin(p), 0.11 * np.cos(t), 0.09 * np.sin(t) * np.cos(p)],
+                     -1).reshape(-1, 3)
+    v = len(verts)
+    faces = []
+    for r in range(rings - 1):
+        for s in range(segments):
+            a, b = r * segments + s, r * segments + (s + 1) % segments
+            faces += [(a, b, a + segments), (b, b + segments, a + segments)]
+    faces = np.array(faces)
+    n_faces = len(faces)
+    weights = rng.random((v, 5)) ** 4
+    weights /= weights.sum(1, keepdims=True)
+    regressor = rng.random((5, v)) ** 8
+    regressor /= regressor.sum(1, keepdims=True)
+
+    def bary(*shape):
+        w = rng.random(shape + (3,)) + 0.1
+        return (w / w.sum(-1, keepdims=True)).astype(np.float32)
+
+    f32 = lambda x: jnp.asarray(x, jnp.float32)  # noqa: E731
+    i32 = lambda x: jnp.asarray(x, jnp.int32)  # noqa: E731
+    return flame_lib.FlameModel(
+        v_template=f32(verts), shapedirs=f32(rng.normal(0, 2e-3, (v, 3, 150))),
+        posedirs=f32(rng.normal(0, 1e-3, (36, 3 * v))), J_regressor=f32(regressor),
+        lbs_weights=f32(weights), faces=i32(faces),
+        static_lmk_faces_idx=i32(rng.integers(0, n_faces, 51)), static_lmk_bary_coords=f32(bary(51)),
+        dynamic_lmk_faces_idx=i32(rng.integers(0, n_faces, (79, 17))),
+        dynamic_lmk_bary_coords=f32(bary(79, 17)),
+        full_lmk_faces_idx=i32(rng.integers(0, n_faces, 68)), full_lmk_bary_coords=f32(bary(68)))
+
+
+def random_variables(module, key: jax.Array, *dummy_inputs) -> dict:
+    """Random variables for a frozen ResNet-style module without compiling its forward pass.
+
+    Shapes come from `jax.eval_shape(module.init)`; kernels get N(0, 1/fan_in), biases 0,
+    BatchNorm scales 1 and statistics (0, 1), PReLU slopes 0.25. (A jitted `module.init` would
+    compile the whole network, which costs seconds to tens of seconds on a CPU.)
+    """
+    abstract = jax.eval_shape(module.init, key, *dummy_inputs)
+    rng = np.random.default_rng(np.asarray(jax.random.key_data(key)).ravel().tolist())
+    leaves, treedef = jax.tree_util.tree_flatten_with_path(abstract)
+    values = []
+    for path, leaf in leaves:
+        name = str(getattr(path[-1], "key", path[-1]))
+        if name == "kernel":
+            fan_in = int(np.prod(leaf.shape[:-1]))
+            value = rng.standard_normal(leaf.shape) / np.sqrt(fan_in)
+        elif name in ("scale", "var"):
+            value = np.ones(leaf.shape)
+        elif name == "alpha":
+            value = np.full(leaf.shape, 0.25)
+        else:
+            value = np.zeros(leaf.shape)
+        values.append(jnp.asarray(value, leaf.dtype))
+    return jax.tree_util.tree_unflatten(treedef, values)
+
+
+def _dtype(config):
+    return jnp.bfloat16 if config.get("compute_dtype", "float32") == "bfloat16" else jnp.float32
+
+
+def build_networks(config) -> tuple[Networks, dict]:
+    """(Networks, frozen variables) for a training config (see the module docstring)."""
+    dtype = _dtype(config)
+    weights = config.weights
+    keys = jax.random.split(jax.random.key(config.seed + 1), 4)
+    if weights.generator:
+        generator, gvars, latent_avg = load_generator(weights.generator, dtype=dtype)
+    else:
+        generator = Generator.from_arch(dict(config.generator), dtype=dtype)
+        gvars = jax.jit(lambda key: init_variables(generator, key))(keys[0])
+        latent_avg = None
+    if weights.deca:
+        deca, dvars = deca_lib.load_deca(weights.deca, dtype=dtype)
+    else:
+        deca = deca_lib.DecaEncoder(blocks=tuple(config.random_deca_blocks),
+                                    widths=tuple(config.random_deca_widths), dtype=dtype)
+        dvars = random_variables(deca, keys[1], jnp.zeros((1, 224, 224, 3), jnp.float32))
+    if weights.irse:
+        irse, ivars = irse_lib.load_irse(weights.irse, dtype=dtype)
+    else:
+        irse = irse_lib.IRSE(units=tuple(config.random_irse_units), dtype=dtype)
+        ivars = random_variables(irse, keys[2], jnp.zeros((1, 112, 112, 3), jnp.float32))
+    flame = flame_lib.load_flame(weights.flame) if weights.flame else random_flame(keys[3])
+    if latent_avg is None:
+        latent_avg = mean_latent(generator, gvars, jax.random.key(0), 4096)
+    mask_net = MaskNet(tuple(generator.style_dims[: config.num_layers_control]), dtype=dtype)
+    frozen = {"generator": gvars, "deca": dvars, "irse": ivars, "flame": flame,
+              "truncation_latent": jnp.asarray(latent_avg, jnp.float32).reshape(-1)}
+    return Networks(generator, mask_net, deca, irse), frozen
