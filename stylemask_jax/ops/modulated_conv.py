@@ -47,33 +47,29 @@ def demodulation(weight: jnp.ndarray, style: jnp.ndarray, eps: float = 1e-8) -> 
     return lax.rsqrt(jnp.dot(s * s, w2, precision=lax.Precision.HIGHEST) + eps)
 
 
-def _phase_weight(weight: jnp.ndarray) -> tuple[jnp.ndarray, int]:
-    """A (K, K, Cin, Cout) transposed-conv weight -> the (R, R, Cin, 4*Cout) phase kernel, pad P.
+def _transposed_phases(x: jnp.ndarray, weight: jnp.ndarray) -> list[list[jnp.ndarray]]:
+    """The stride-2 transposed convolution, split into its four output phases.
 
-    The stride-2 transposed convolution (reference orientation: output T[2i + k] gets x[i] *
-    W[k], no flip) has output phase a in {0, 1} at T[2m + a] = sum_r xpad[m + r] W[a + 2(P - r)]
-    where xpad is x padded by P = (K - 1) // 2 and r = 0 .. R - 1 with R = P + 1; taps that fall
-    outside 0..K-1 are zero. Channel order of the result: (a, b, Cout) flattened.
+    Reference orientation (no flip): T[2i + k] += x[i] W[k] on each axis, T of length 2H + K - 2.
+    Phase a (T[2m + a]) only meets the taps k = a, a + 2, ..., so it is the stride-1 correlation
+    of x, padded by n_a - 1 on both sides, with the kernel rows W[a + 2(n_a - 1 - i)],
+    i = 0 .. n_a - 1 (n_a = number of such taps); its length is H + n_a - 1. Returns
+    phases[a][b] (B, H + n_a - 1, W + n_b - 1, Cout): only the K*K real taps are multiplied.
     """
-    k, _, cin, cout = weight.shape
-    p = (k - 1) // 2
-    r = p + 1
-    zero = jnp.zeros((cin, cout), weight.dtype)
-
-    def tap(i, a):  # kernel index of window row i for output phase a, or None
-        t = a + 2 * (p - i)
-        return t if 0 <= t < k else None
-
-    rows = []
-    for i in range(r):
-        cols = []
-        for j in range(r):
-            # (Cin, 2*2, Cout) built by stacking slices in place: no gather, no transpose
-            cols.append(jnp.stack([
-                zero if tap(i, a) is None or tap(j, b) is None else weight[tap(i, a), tap(j, b)]
-                for a in (0, 1) for b in (0, 1)], axis=1))
-        rows.append(jnp.stack(cols))
-    return jnp.stack(rows).reshape(r, r, cin, 4 * cout), p
+    k = weight.shape[0]
+    rows = [[a + 2 * (n - 1 - i) for i in range(n)] for a, n in ((0, (k + 1) // 2), (1, k // 2))]
+    phases = []
+    for ra in rows:
+        phases.append([])
+        for rb in rows:
+            if not ra or not rb:
+                phases[-1].append(None)
+                continue
+            w = jnp.stack([jnp.stack([weight[i, j] for j in rb]) for i in ra])
+            pad = ((len(ra) - 1,) * 2, (len(rb) - 1,) * 2)
+            phases[-1].append(lax.conv_general_dilated(x, w, (1, 1), pad,
+                                                       dimension_numbers=_DIMENSIONS))
+    return phases
 
 
 def upsample_conv_blur(x: jnp.ndarray, weight: jnp.ndarray,
@@ -84,22 +80,18 @@ def upsample_conv_blur(x: jnp.ndarray, weight: jnp.ndarray,
     scaled). Returns (B, 2H, 2W, Cout) for K = 3 and a 4-tap blur (generally
     2H + K - 2 + pad0 + pad1 - len(blur) + 1 with the reference's pads).
     """
-    b, h, w_, _ = x.shape
+    _, h, w_, _ = x.shape
     k = weight.shape[0]
-    cout = weight.shape[3]
-    phase_w, p = _phase_weight(weight)
-    y = lax.conv_general_dilated(x, phase_w, (1, 1), ((p, p), (p, p)),
-                                 dimension_numbers=_DIMENSIONS)
-    m_h, m_w = y.shape[1], y.shape[2]
-    y = y.reshape(b, m_h, m_w, 2, 2, cout)
+    phases = _transposed_phases(x, weight)
     # blur padding of the reference ModulatedConv2d(upsample=True)
     taps = fir_taps(blur_kernel, 4.0)
     pb = (len(taps) - 2) - (k - 1)
     pad0, pad1 = (pb + 1) // 2 + 1, pb // 2 + 1
     out_h = 2 * (h - 1) + k + pad0 + pad1 - len(taps) + 1
     out_w = 2 * (w_ - 1) + k + pad0 + pad1 - len(taps) + 1
-    y = polyphase_fir([y[:, :, :, 0], y[:, :, :, 1]], taps, pad0, out_h, axis=1)  # (B,oh,Mw,2,C)
-    return polyphase_fir([y[:, :, :, 0], y[:, :, :, 1]], taps, pad0, out_w, axis=2)
+    cols = [polyphase_fir([phases[0][b], phases[1][b]], taps, pad0, out_h, axis=1)
+            for b in (0, 1)]
+    return polyphase_fir(cols, taps, pad0, out_w, axis=2)
 
 
 def modulated_conv2d(x: jnp.ndarray, weight: jnp.ndarray, style: jnp.ndarray, *,
