@@ -245,13 +245,8 @@ def _add_train(p):
 
 def _run_train(args):
     import json
-    import os
     from stylemask_jax.training.loop import train
-    config = _training_config(args)
-    os.makedirs(args.workdir, exist_ok=True)
-    with open(os.path.join(args.workdir, "config.json"), "w") as f:
-        f.write(config.to_json_best_effort(indent=1))
-    metrics = train(config, args.workdir)
+    metrics = train(_training_config(args), args.workdir)
     print("final: " + json.dumps({k: round(v, 5) for k, v in metrics.items()}))
     return 0
 

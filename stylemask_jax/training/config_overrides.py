@@ -15,6 +15,10 @@ def _parse_value(text: str):
     try:
         return ast.literal_eval(text)
     except (ValueError, SyntaxError):
+        pass
+    try:
+        return float(text)  # also 'inf' and 'nan'
+    except ValueError:
         return text  # a bare string such as a path
 
 

@@ -66,8 +66,11 @@ def make_train_step(nets: networks.Networks, config, optimizer, mesh):
         (loss, metrics), grads = grad_fn(state.params, frozen, batch, nets, config, key)
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
         params = jax.tree_util.tree_map(lambda p, u: p + u, state.params, updates)
+        finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(p)) for p in jax.tree_util.tree_leaves(params)]))
         metrics = dict(metrics, loss=loss,
-                       grad_norm=jnp.sqrt(sum(jnp.sum(g * g) for g in jax.tree_util.tree_leaves(grads))))
+                       grad_norm=jnp.sqrt(sum(jnp.sum(g * g) for g in jax.tree_util.tree_leaves(grads))),
+                       # NaN unless the updated parameters are all finite (checked by the guard)
+                       params_finite=jnp.where(finite, 1.0, jnp.nan))
         return state.replace(step=state.step + 1, params=params, opt_state=opt_state), metrics
 
     return jax.jit(train_step, donate_argnums=0,
@@ -121,6 +124,10 @@ def train(config, workdir: str) -> dict:
     state, resumed = checkpoints.restore_latest(manager, state)
     start = int(jax.device_get(state.step))
     is_main = jax.process_index() == 0
+    if is_main:
+        os.makedirs(workdir, exist_ok=True)
+        with open(os.path.join(workdir, "config.json"), "w") as f:  # read by evaluate / export
+            f.write(config.to_json_best_effort(indent=1))
     writer = MetricWriter(workdir, tensorboard=config.get("tensorboard", True)) if is_main else None
     step_fn = make_train_step(nets, config, optimizer, mesh)
     evaluate = evaluation.make_evaluator(nets, config, mesh) if config.eval_every else None
@@ -139,7 +146,7 @@ def train(config, workdir: str) -> dict:
             save_now = bool(config.checkpoint_every) and (
                 done % config.checkpoint_every == 0 or done == config.num_steps)
             if log_now or save_now:
-                # NaN parameters keep the loss NaN, so a finite loss here means a good state.
+                # params_finite is NaN when the update produced a non-finite parameter.
                 last = {k: float(v) for k, v in jax.device_get(metrics).items()}
                 bad = non_finite(last)
                 if bad:

@@ -103,8 +103,25 @@ def _dtype(config):
     return jnp.bfloat16 if config.get("compute_dtype", "float32") == "bfloat16" else jnp.float32
 
 
+_NETWORK_FIELDS = ("weights", "generator", "num_layers_control", "seed", "compute_dtype",
+                   "random_deca_blocks", "random_deca_widths", "random_irse_units")
+_CACHE: dict = {}
+
+
 def build_networks(config) -> tuple[Networks, dict]:
-    """(Networks, frozen variables) for a training config (see the module docstring)."""
+    """(Networks, frozen variables) for a training config (see the module docstring).
+
+    Cached per process on the config fields that define the networks, so evaluation, export
+    and resumed runs in one process do not load or initialise the weights again.
+    """
+    key = repr([(name, config.get(name)) for name in _NETWORK_FIELDS])
+    if key not in _CACHE:
+        _CACHE.clear()  # keep at most one set of (possibly large) frozen weights alive
+        _CACHE[key] = _build_networks(config)
+    return _CACHE[key]
+
+
+def _build_networks(config) -> tuple[Networks, dict]:
     dtype = _dtype(config)
     weights = config.weights
     keys = jax.random.split(jax.random.key(config.seed + 1), 4)
