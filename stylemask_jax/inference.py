@@ -116,6 +116,11 @@ def encode_codes(models: Models, codes: np.ndarray, code_type: str, truncation: 
     return _batched(lambda c: fn(models.gvars, c, jnp.asarray(mean)), [codes], batch_size, None)
 
 
+def data_mesh() -> jax.sharding.Mesh:
+    """A 1-D 'data' mesh over all local devices: batches are split across them."""
+    return jax.sharding.Mesh(np.array(jax.local_devices()), ("data",))
+
+
 def reenact_codes(models: Models, wplus_sources: np.ndarray, wplus_targets: np.ndarray,
                   pairs: str = "zip", batch_size: int = 8, resize_256: bool = False,
                   progress: bool = True) -> dict:
@@ -123,9 +128,13 @@ def reenact_codes(models: Models, wplus_sources: np.ndarray, wplus_targets: np.n
 
     Returns numpy 'source', 'target', 'reenacted' images (N, H, W, 3) in about [-1, 1] and the
     pair indices 'source_index', 'target_index' (N,) ('zip': N = S; 'all': N = S * T).
+    Each batch is sharded over every local device (`batch_size` is rounded up to a multiple
+    of the device count).
     """
     src_idx, tgt_idx = pair_indices(len(wplus_sources), len(wplus_targets), pairs)
-    fn = method.make_reenact_fn(models.generator, models.mask_net, resize_256)
+    mesh = data_mesh()
+    batch_size = -(-batch_size // mesh.size) * mesh.size  # a multiple of the device count
+    fn = method.make_reenact_fn(models.generator, models.mask_net, resize_256, mesh)
     images = _batched(lambda s, t: fn(models.gvars, models.mvars, s, t),
                       [wplus_sources[src_idx], wplus_targets[tgt_idx]], batch_size,
                       "reenact" if progress else None)

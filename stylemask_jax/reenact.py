@@ -95,9 +95,18 @@ def make_encode_fn(gen: Generator, input_type: str, truncation: float):
     return encode
 
 
-def make_reenact_fn(gen: Generator, mask_net: MaskNet, resize_256: bool = False):
-    """jit(gvars, mvars, wplus_source, wplus_target) -> (source, target, reenacted) images."""
+def make_reenact_fn(gen: Generator, mask_net: MaskNet, resize_256: bool = False, mesh=None):
+    """jit(gvars, mvars, wplus_source, wplus_target) -> (source, target, reenacted) images.
+
+    With a 1-D `mesh` (axis 'data'), the pairs are sharded over its devices and the weights
+    replicated; the batch must then be a multiple of the mesh size.
+    """
     def run(gvars, mvars, wplus_source, wplus_target):
         out = reenact(gen, gvars, mask_net, mvars, wplus_source, wplus_target, resize_256)
         return out["source"], out["target"], out["reenacted"]
-    return jax.jit(run)
+    if mesh is None:
+        return jax.jit(run)
+    from jax.sharding import NamedSharding, PartitionSpec as P
+    data, replicated = NamedSharding(mesh, P("data")), NamedSharding(mesh, P())
+    return jax.jit(run, in_shardings=(replicated, replicated, data, data),
+                   out_shardings=(data, data, data))
