@@ -38,6 +38,7 @@ def get_config() -> ml_collections.ConfigDict:
     config.recurrent_cycle = True
     config.deca_two_pass = True      # landmarks for the DECA crop from a first DECA+FLAME pass
     config.deca_fixed_box = [62.0, 100.0, 194.0, 232.0]  # first-pass box in the 256 image
+    config.deca_box_size_range = [0.5, 2.0]  # second-pass box sizes outside this x fixed: fall back
     config.remat = False             # recompute generator/DECA/ArcFace activations in backward
     config.compute_dtype = "float32"  # or "bfloat16" (parameters and statistics stay float32)
     config.num_devices = 0           # 0 = every device of every host

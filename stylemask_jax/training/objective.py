@@ -25,7 +25,8 @@ from stylemask_jax.models import flame as flame_lib
 from stylemask_jax.models.deca import split_params
 from stylemask_jax.models.irse import cosine_similarity, face_embeddings
 from stylemask_jax.models.mask_net import init_mask_net
-from stylemask_jax.ops.deca_crop import box_transform, deca_crop, deca_crop_from_box
+from stylemask_jax.ops.deca_crop import (box_center_size, box_transform, deca_crop_from_box,
+                                         landmark_box)
 from stylemask_jax.ops.matrix_resize import adaptive_avg_pool2d
 
 LOSS_SIZE = 256  # the trainer pools every generator image to 256 before its losses
@@ -55,17 +56,27 @@ def deca_parameters(nets, frozen, images: jax.Array, config) -> dict:
     Here pass 1 crops the fixed box `config.deca_fixed_box` (where an FFHQ-aligned face sits),
     encodes, and projects FLAME's 68 landmarks back to the 256 image; pass 2 crops around those
     landmarks (the reference's crop rule) and encodes again. The landmarks are constants
-    (stop_gradient), as detector landmarks are in the reference.
+    (stop_gradient), as detector landmarks are in the reference. A second-pass box whose size is
+    outside `config.deca_box_size_range` times the fixed box's (a failed first pass) falls back
+    to the fixed box, like the reference's fallback when no face is detected; the returned
+    'crop_fallback' (B,) is 1 where that happened.
     """
     box = jnp.asarray(config.deca_fixed_box, jnp.float32)
     code = split_params(nets.deca.apply(frozen["deca"], deca_crop_from_box(images, box)))
+    batch = images.shape[0]
     if not config.deca_two_pass:
-        return code
+        return dict(code, crop_fallback=jnp.zeros((batch,), jnp.float32))
     decoded = flame_lib.decode(frozen["flame"], code["shape"], code["exp"], code["pose"], code["cam"])
     matrix = box_transform(box)[0]                       # 256-image pixels -> crop pixels
     landmarks = (decoded.landmarks2d - matrix[:2, 2]) / matrix[0, 0]
-    landmarks = jax.lax.stop_gradient(landmarks)
-    return split_params(nets.deca.apply(frozen["deca"], deca_crop(images, landmarks)))
+    second = jax.lax.stop_gradient(landmark_box(landmarks))
+    _, _, fixed_size = box_center_size(box)
+    _, _, size = box_center_size(second)
+    low, high = config.deca_box_size_range
+    ok = (size >= low * fixed_size) & (size <= high * fixed_size)
+    boxes = jnp.where(ok[:, None], second, box[None, :])
+    code = split_params(nets.deca.apply(frozen["deca"], deca_crop_from_box(images, boxes)))
+    return dict(code, crop_fallback=1.0 - ok.astype(jnp.float32))
 
 
 def _split(tree, parts: int):
@@ -131,4 +142,5 @@ def loss_fn(mask_params, frozen, batch: dict, nets, config, key=None):
         total = total + sum(metrics[k] for k in ("loss_shape_cycle", "loss_eye_cycle",
                                                  "loss_mouth_cycle", "loss_identity_cycle"))
     metrics["mask_mean"] = jnp.mean(jnp.concatenate([m.reshape(-1) for m in masks]))
+    metrics["crop_fallback"] = 0.5 * (jnp.mean(params["crop_fallback"]) + jnp.mean(params_r["crop_fallback"]))
     return total, metrics
