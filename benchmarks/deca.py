@@ -8,8 +8,9 @@ Random weights (the speed does not depend on them), full depth (3, 4, 6, 3). "fo
 crop + encoder; "forward+backward" also takes the gradient of a scalar of the 236 outputs with
 respect to the input images (what the training step needs). Each function is jitted once and
 timed after a warm-up call. `--torch` times the same computation in PyTorch the way the
-reference does it (kornia-0.4.1-style affine_grid/grid_sample crop, a ResNet-50 of the same
-layout with BatchNorm in eval mode), for a same-machine comparison.
+reference does it (tests/torch_reference/deca.py: kornia-0.4.1-style affine_grid/grid_sample
+crop, a ResNet-50 of the same layout with BatchNorm in eval mode), for a same-machine
+comparison. Run from the repository root (the torch formulation is imported from tests/).
 FLAME (cheap next to the ResNet) is not included yet.
 """
 
@@ -69,69 +70,21 @@ def bench_jax(batch, size, iters, dtype):
     return rows
 
 
-def _torch_model(torch):
-    """A ResNet-50 (+ regressor) of the reference's layout, eval mode, random weights."""
-    nn = torch.nn
-
-    class Bottleneck(nn.Module):
-        def __init__(self, cin, planes, stride):
-            super().__init__()
-            out = planes * 4
-            self.body = nn.Sequential(
-                nn.Conv2d(cin, planes, 1, bias=False), nn.BatchNorm2d(planes), nn.ReLU(True),
-                nn.Conv2d(planes, planes, 3, stride, 1, bias=False), nn.BatchNorm2d(planes),
-                nn.ReLU(True), nn.Conv2d(planes, out, 1, bias=False), nn.BatchNorm2d(out))
-            self.down = (nn.Sequential(nn.Conv2d(cin, out, 1, stride, bias=False),
-                                       nn.BatchNorm2d(out)) if stride != 1 or cin != out else None)
-
-        def forward(self, x):
-            return torch.relu(self.body(x) + (x if self.down is None else self.down(x)))
-
-    layers, cin = [nn.Conv2d(3, 64, 7, 2, 3, bias=False), nn.BatchNorm2d(64), nn.ReLU(True),
-                   nn.MaxPool2d(3, 2, 1)], 64
-    for stage, (count, planes) in enumerate(zip(RESNET50_BLOCKS, (64, 128, 256, 512))):
-        for i in range(count):
-            layers.append(Bottleneck(cin, planes, 2 if stage > 0 and i == 0 else 1))
-            cin = planes * 4
-    layers += [nn.AvgPool2d(7, 1), nn.Flatten(), nn.Linear(2048, 1024), nn.ReLU(),
-               nn.Linear(1024, 236)]
-    return nn.Sequential(*layers).eval()
-
-
-def _torch_crop(torch, images, landmarks):
-    """The reference's crop: bbox -> similarity -> kornia-0.4.1 warp (float32), then /255."""
-    import torch.nn.functional as F
-    x255 = (images.clamp(-1, 1) + 1) / (2 + 1e-5) * 255
-    lo, hi = landmarks.min(1).values, landmarks.max(1).values
-    old_size = ((hi - lo).sum(1)) / 2 * 1.1
-    center = hi - (hi - lo) / 2
-    size = torch.floor(old_size * 1.25)
-    s = 223 / size
-    m = torch.zeros(images.shape[0], 3, 3)
-    m[:, 0, 0] = m[:, 1, 1] = s
-    m[:, :2, 2] = -s[:, None] * (center - size[:, None] / 2)
-    m[:, 2, 2] = 1
-
-    def normal(n):
-        return torch.tensor([[2 / (n - 1), 0, -1], [0, 2 / (n - 1), -1], [0, 0, 1.0]])
-    theta = torch.inverse(normal(224) @ m @ torch.inverse(normal(images.shape[-1])))[:, :2]
-    grid = F.affine_grid(theta, [images.shape[0], 3, 224, 224], align_corners=False)
-    return F.grid_sample(x255, grid, align_corners=False) / 255
-
-
 def bench_torch(batch, size, iters):
     import torch
-    model = _torch_model(torch)
+    from tests.torch_reference.deca import RESNET50_BLOCKS as TORCH_BLOCKS
+    from tests.torch_reference.deca import TorchDecaEncoder, deca_crop
+    model = TorchDecaEncoder(TORCH_BLOCKS).eval()
     images, landmarks = (torch.from_numpy(a) for a in random_inputs(batch, size))
     images = images.permute(0, 3, 1, 2).contiguous()
 
     def forward():
         with torch.no_grad():
-            return model(_torch_crop(torch, images, landmarks))
+            return model(deca_crop(images, landmarks)[0])
 
     def forward_backward():
         x = images.clone().requires_grad_(True)
-        loss = (model(_torch_crop(torch, x, landmarks)) ** 2).mean()
+        loss = (model(deca_crop(x, landmarks)[0]) ** 2).mean()
         loss.backward()
         return x.grad
 

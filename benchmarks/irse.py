@@ -12,8 +12,9 @@ units) and e4e for a 1024 generator (18 style blocks). Rows:
   e4e inversion      256x256 image -> 18 W+ codes
 
 Each function is jitted once and timed after a warm-up call. `--torch` times the same layouts
-written with torch.nn (eval mode, no_grad for the forward rows), the way the reference runs
-them, with torch's default thread count.
+written with torch.nn (tests/torch_reference/irse.py; eval mode, no_grad for the forward rows),
+the way the reference runs them, with torch's default thread count. Run from the repository
+root (the torch formulation is imported from tests/).
 """
 
 from __future__ import annotations
@@ -50,7 +51,8 @@ def jax_rows(batches, dtype, iters, output_size):
 
 def torch_rows(batches, iters, output_size):
     import torch
-    from benchmarks.irse_torch import TorchE4E, TorchIRSE, torch_identity_loss
+    from tests.torch_reference.irse import TorchE4E, TorchIRSE
+    from tests.torch_reference.irse import identity_loss as torch_identity_loss
     torch.manual_seed(0)
     irse, e4e = TorchIRSE().eval(), TorchE4E(n_styles_for(output_size)).eval()
     for p in irse.parameters():

@@ -95,34 +95,17 @@ def test_fixed_box_is_the_landmark_rule_applied_to_the_box(ref):
     np.testing.assert_array_equal(size, [181.0])
 
 
-def _kornia041_warp_affine_torch(torch, src, matrix, out_size):
-    """kornia 0.4.1 warp_affine (as the README describes it) with torch primitives, float64:
-    pixel -> [-1, 1] with the (W - 1) convention on both sides, invert, affine_grid and
-    grid_sample with align_corners=False, bilinear, zero padding."""
-    import torch.nn.functional as F
-
-    def normal(h, w):
-        return torch.tensor([[2.0 / (w - 1), 0, -1], [0, 2.0 / (h - 1), -1], [0, 0, 1]],
-                            dtype=torch.float64)
-
-    b, c, h, w = src.shape
-    m3 = torch.cat([matrix, torch.tensor([[[0.0, 0.0, 1.0]]], dtype=torch.float64).expand(b, 1, 3)], 1)
-    dst_from_src = normal(out_size, out_size) @ m3 @ torch.inverse(normal(h, w))
-    theta = torch.inverse(dst_from_src)[:, :2]
-    grid = F.affine_grid(theta, [b, c, out_size, out_size], align_corners=False)
-    return F.grid_sample(src, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-
-
 def test_warp_affine_general_matrix_matches_torch_grid_sample(ref):
     """A rotated, anisotropic, partly out-of-image affine: checks the general 2x3 path, which
     the axis-aligned fixture crops do not exercise. The torch version reproduces the fixture
     crops (first assert; measured 9.0e-6 / 6.8e-6), so it is a faithful reference; tolerance as
     for the crops (measured on the rotated warp: 9.5e-6 / 1.4e-5)."""
     torch = pytest.importorskip("torch")
+    from torch_reference.deca import kornia041_warp_affine
     images = np.asarray(ref["gan_images"], np.float64)
     x255 = (np.clip(images, -1, 1) + 1) / (2 + 1e-5) * 255
     theta = torch.from_numpy(ref["crop_theta_f32"][:, :2].astype(np.float64))
-    crops_t = _kornia041_warp_affine_torch(torch, torch.from_numpy(x255), theta, 224) / 255
+    crops_t = kornia041_warp_affine(torch.from_numpy(x255), theta, 224) / 255
     np.testing.assert_allclose(crops_t.numpy(), ref["crops"], rtol=0, atol=3e-5)
 
     angle = np.deg2rad([17.0, -35.0])
@@ -130,7 +113,7 @@ def test_warp_affine_general_matrix_matches_torch_grid_sample(ref):
     matrix[:, 0, 0], matrix[:, 0, 1] = 1.3 * np.cos(angle), -1.3 * np.sin(angle)
     matrix[:, 1, 0], matrix[:, 1, 1] = 0.9 * np.sin(angle), 0.9 * np.cos(angle)
     matrix[:, :, 2] = [[-40.0, 30.0], [60.0, -80.0]]
-    expected = _kornia041_warp_affine_torch(torch, torch.from_numpy(x255 / 255), torch.from_numpy(matrix), 160)
+    expected = kornia041_warp_affine(torch.from_numpy(x255 / 255), torch.from_numpy(matrix), 160)
     ours = dc.warp_affine(_nhwc(x255 / 255), jnp.asarray(matrix, jnp.float32), 160)
     expected = expected.numpy().transpose(0, 2, 3, 1)
     assert (expected == 0).all(axis=-1).any() and (expected != 0).any()  # both in and out of image
