@@ -11,7 +11,9 @@ timed after a warm-up call. `--torch` times the same computation in PyTorch the 
 reference does it (tests/torch_reference/deca.py: kornia-0.4.1-style affine_grid/grid_sample
 crop, a ResNet-50 of the same layout with BatchNorm in eval mode), for a same-machine
 comparison. Run from the repository root (the torch formulation is imported from tests/).
-FLAME (cheap next to the ResNet) is not included yet.
+The JAX rows "... +FLAME" add the FLAME decode of the predicted parameters (a random head
+with FLAME's real size, ~5000 vertices and 68 landmarks) to what is timed; the torch rows have
+no FLAME.
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from stylemask_jax.models.deca import RESNET50_BLOCKS, init_deca
+from stylemask_jax.models import flame as flame_lib
+from stylemask_jax.models.deca import RESNET50_BLOCKS, init_deca, split_params
 from stylemask_jax.ops.deca_crop import FFHQ_FIXED_BOX, deca_crop
 
 
@@ -59,12 +62,27 @@ def bench_jax(batch, size, iters, dtype):
     def loss(images, v, landmarks):
         return jnp.mean(forward(v, images, landmarks) ** 2)
 
+    from stylemask_jax.training.networks import random_flame
+    head = random_flame(jax.random.key(1), rings=70, segments=72)  # 5040 vertices (FLAME: 5023)
+
+    def with_flame(v, images, landmarks):
+        code = split_params(forward(v, images, landmarks))
+        decoded = flame_lib.decode(head, code["shape"], code["exp"], code["pose"], code["cam"])
+        return decoded.vertices, decoded.landmarks2d
+
+    def loss_flame(images, v, landmarks):
+        vertices, lmk = with_flame(v, images, landmarks)
+        return jnp.mean(vertices ** 2) + jnp.mean(lmk ** 2)
+
     fwd = jax.jit(forward)
     fwd_bwd = jax.jit(jax.value_and_grad(loss))
     images, landmarks = (jnp.asarray(a) for a in random_inputs(batch, size))
     rows = []
     for name, fn, args in (("forward", fwd, (variables, images, landmarks)),
-                           ("forward+backward", fwd_bwd, (images, variables, landmarks))):
+                           ("forward+backward", fwd_bwd, (images, variables, landmarks)),
+                           ("forward +FLAME", jax.jit(with_flame), (variables, images, landmarks)),
+                           ("forward+backward +FLAME", jax.jit(jax.value_and_grad(loss_flame)),
+                            (images, variables, landmarks))):
         first, per_call = timed(fn, args, iters)
         rows.append((f"jax {jnp.dtype(dtype).name}", name, first, per_call))
     return rows
