@@ -18,16 +18,19 @@ A "pair" is one source, one target and one reenacted image at 1024x1024.
          tests/torch_reference/stylemask.py, under no_grad. "first result s" = the first pair.
          Its per-pair cost does not depend on B; B only sets how many pairs one timed call runs.
 
-Each configuration runs in a fresh worker process (benchmarks/harness.py explains "RSS peak" and
-"XLA total"). JAX: compile, `--warmup` calls, `--iters` timed calls (median). torch: one warm-up
-pair, then `--iters` timed loops over B pairs. A JAX batch whose XLA total exceeds 85% of the
-available RAM is compiled (for its memory figure) but not run, unless `--force`.
+Per batch, one worker process per library produces only the first result (compile time, time
+to first result, peak memory; benchmarks/harness.py explains "RSS peak" and "XLA total"), then
+one timing worker runs `--warmup` + `--iters` rounds of (JAX batch call, torch loop over the B
+pairs), so both see the same load on a shared machine; the fastest round is reported (and the
+median round and CPU time). A JAX batch whose XLA total exceeds 85% of the available RAM is
+compiled (for its memory figure) but not run, unless `--force`.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import sys
 import time
 
@@ -38,15 +41,15 @@ MODULE = "benchmarks.reenact"
 NUM_CONTROL, TRUNCATION = 12, 0.7
 
 
-def worker_jax(spec: dict) -> dict:
+def build_jax(size: int, batch: int):
+    """(call, compile seconds, XLA memory dict) for `make_reenact_fn` on B pairs of W+ codes."""
     import jax
     import jax.numpy as jnp
     from stylemask_jax.models.mask_net import MaskNet, init_mask_net
     from stylemask_jax.models.stylegan2 import Generator, init_variables, mean_latent
     from stylemask_jax.reenact import make_encode_fn, make_reenact_fn
 
-    batch = spec["batch"]
-    gen = Generator.from_arch(arch_for(spec["size"]))
+    gen = Generator.from_arch(arch_for(size))
     gvars = jax.jit(lambda key: init_variables(gen, key))(jax.random.key(0))
     mask_net = MaskNet(tuple(gen.style_dims[:NUM_CONTROL]))
     mvars = init_mask_net(mask_net, jax.random.key(1))
@@ -55,23 +58,15 @@ def worker_jax(spec: dict) -> dict:
     z = jax.random.normal(jax.random.key(3), (2, batch, gen.style_dim), jnp.float32)
     w_src, w_tgt = encode(gvars, z[0], latent), encode(gvars, z[1], latent)
     jax.block_until_ready((gvars, mvars, w_src, w_tgt))
-
-    fn = make_reenact_fn(gen, mask_net)
     start = time.perf_counter()
-    compiled = fn.lower(gvars, mvars, w_src, w_tgt).compile()
+    compiled = make_reenact_fn(gen, mask_net).lower(gvars, mvars, w_src, w_tgt).compile()
     compile_s = time.perf_counter() - start
-    memory = harness.xla_memory(compiled)
-    if memory["xla_total"] > 0.85 * harness.available_bytes() and not spec.get("force"):
-        return dict(compile_s=compile_s, skipped=f"XLA total {memory['xla_total'] / 2**30:.1f} GiB > "
-                    f"85% of {harness.available_bytes() / 2**30:.1f} GiB available", **memory)
-    with harness.RssSampler() as rss:
-        timing = harness.time_calls(lambda: compiled(gvars, mvars, w_src, w_tgt), spec["warmup"],
-                                    spec["iters"], jax.block_until_ready)
-    return dict(timing, compile_s=compile_s, first_result_s=compile_s + timing["first_s"],
-                rss_peak=rss.peak_delta, **memory)
+    call = lambda: jax.block_until_ready(compiled(gvars, mvars, w_src, w_tgt))  # noqa: E731
+    return call, compile_s, harness.xla_memory(compiled)
 
 
-def worker_torch(spec: dict) -> dict:
+def build_torch(size: int, batch: int):
+    """(one_pair(i), loop()): the official per-pair inference loop with the torch references."""
     import numpy as np
     import torch
     harness.set_torch_threads()
@@ -79,7 +74,7 @@ def worker_torch(spec: dict) -> dict:
     from torch_reference.stylegan2 import build_generator, random_state_dict
     from torch_reference.stylemask import TorchMaskNet, mix_styles
 
-    arch = arch_for(spec["size"])
+    arch = arch_for(size)
     gen = build_generator(random_state_dict(arch, 0), arch)
     torch.manual_seed(0)
     widths = [arch["channels"][i // 2] for i in range(min(NUM_CONTROL, 2 * len(arch["channels"]) - 1))]
@@ -87,7 +82,7 @@ def worker_torch(spec: dict) -> dict:
     rng = np.random.default_rng(3)
     with torch.no_grad():
         latent = gen.mapping(torch.from_numpy(rng.standard_normal((4096, 512)).astype(np.float32))).mean(0)
-    z = torch.from_numpy(rng.standard_normal((2, spec["batch"], 512)).astype(np.float32))
+    z = torch.from_numpy(rng.standard_normal((2, batch, 512)).astype(np.float32))
 
     def one_pair(i):
         with torch.no_grad():
@@ -99,53 +94,93 @@ def worker_torch(spec: dict) -> dict:
             mixed = mix_styles(mask_net(s_src, s_tgt), s_src, s_tgt)
             return source, target, gen.synthesize(mixed, w_src)
 
-    def loop():
-        return [one_pair(i) for i in range(spec["batch"])]
+    return one_pair, lambda: [one_pair(i) for i in range(batch)]
 
+
+def worker_memory(spec: dict) -> dict:
+    """The first result alone: JAX compile + first call, or torch's first pair; peak memory."""
+    out = {}
+    if spec["lib"] == "jax":
+        call, out["compile_s"], memory = build_jax(spec["size"], spec["batch"])
+        out.update(memory)
+        if memory["xla_total"] > 0.85 * harness.available_bytes() and not spec.get("force"):
+            return dict(out, skipped=f"not run: XLA total {memory['xla_total'] / 2**30:.1f} GiB > "
+                        f"85% of the {harness.available_bytes() / 2**30:.1f} GiB available")
+    else:
+        one_pair = build_torch(spec["size"], spec["batch"])[0]
+        call = lambda: one_pair(0)  # noqa: E731
     with harness.RssSampler() as rss:
         start = time.perf_counter()
-        one_pair(0)
+        call()
         first = time.perf_counter() - start
-        timing = harness.time_calls(loop, 0, spec["iters"])
-    return dict(timing, first_s=first, first_result_s=first, rss_peak=rss.peak_delta)
+    return dict(out, first_s=first, first_result_s=first + out.get("compile_s", 0.0),
+                rss_peak=rss.peak_delta)
 
 
-WORKERS = {"jax": worker_jax, "torch": worker_torch}
+def worker_timing(spec: dict) -> dict:
+    """Rounds of (JAX batch call, torch per-pair loop over the batch) in one process, so both
+    see the same load; `warmup` untimed rounds first (torch warms up on one pair)."""
+    calls, warm = {}, {}
+    if spec["jax"]:
+        calls["jax"] = warm["jax"] = build_jax(spec["size"], spec["batch"])[0]
+    if spec["torch"]:
+        one_pair, calls["torch"] = build_torch(spec["size"], spec["batch"])
+        warm["torch"] = lambda: one_pair(0)
+    times = {name: [] for name in calls}
+    cpu = {name: [] for name in calls}
+    for round_ in range(spec["warmup"] + spec["iters"]):
+        for name in calls:
+            call = warm[name] if round_ < spec["warmup"] else calls[name]
+            start, cpu_start = time.perf_counter(), harness.cpu_seconds()
+            call()
+            if round_ >= spec["warmup"]:
+                times[name].append(time.perf_counter() - start)
+                cpu[name].append(harness.cpu_seconds() - cpu_start)
+    return {"times": times, "cpu": cpu}
 
 
-def report(args, results: dict) -> str:
-    loads = sorted({r.get("load_start", "?") for r in results.values()})
+WORKERS = {"memory": worker_memory, "timing": worker_timing}
+
+
+def report(args, memory: dict, timing: dict) -> str:
+    loads = sorted({r["load_start"] for r in list(memory.values()) + list(timing.values())
+                    if "load_start" in r})
     out = [harness.machine_header(f"StyleMask reenactment, {args.size} layout, float32, random "
                                   f"weights, {NUM_CONTROL} controlled layers"),
-           f"JAX: compile + {args.warmup} warm-up + {args.iters} timed calls; torch: 1 "
-           f"warm-up pair + {args.iters} timed loops; load average (1/5/15 min) before each "
-           f"configuration: {', '.join(loads)}", ""]
+           f"timing: {args.warmup} warm-up + {args.iters} timed rounds per batch, each round = the "
+           "JAX batch call, then the torch per-pair loop over the batch (one process)",
+           f"load average (1/5/15 min) at the start of each worker: {'; '.join(loads)}", ""]
     rows = []
-    for (batch, impl), r in results.items():
-        if "error" in r or "skipped" in r:
-            rows.append([batch, impl, harness.fmt(r.get("compile_s")), "-", "-", "-", "-", "-",
-                         "-", harness.mib(r.get("xla_total")), "-", "-", r.get("error") or r["skipped"]])
-            continue
-        torch_r = results.get((batch, "torch"), {})
-        both = impl == "jax" and "min_s" in torch_r
-        ratio = torch_r["min_s"] / r["min_s"] if both else None
-        ratio_cpu = torch_r["cpu_s"] / r["cpu_s"] if both else None
-        rows.append([batch, impl, harness.fmt(r.get("compile_s")), harness.fmt(r["first_result_s"]),
-                     harness.fmt(r["min_s"], ".1f"), harness.fmt(r["median_s"], ".1f"),
-                     harness.fmt(r["cpu_s"], ".1f"), harness.fmt(batch / r["min_s"], ".3f"),
-                     harness.mib(r.get("rss_peak")), harness.mib(r.get("xla_total")),
-                     harness.fmt(ratio, ".2f") + ("x" if ratio else ""),
-                     harness.fmt(ratio_cpu, ".2f") + ("x" if ratio_cpu else ""), ""])
+    for batch in args.batches:
+        t = timing.get(batch, {})
+        times, cpu = t.get("times", {}), t.get("cpu", {})
+        best = {k: min(v) for k, v in times.items() if v}
+        med = {k: statistics.median(v) for k, v in times.items() if v}
+        cpu_med = {k: statistics.median(v) for k, v in cpu.items() if v}
+        for lib in args.impls:
+            m = memory.get((batch, lib), {})
+            note = m.get("error") or m.get("skipped") or t.get("error") or ""
+            both = lib == "jax" and "torch" in best and "jax" in best
+            ratio = best["torch"] / best["jax"] if both else None
+            ratio_cpu = cpu_med["torch"] / cpu_med["jax"] if both else None
+            b = best.get(lib)
+            rows.append([batch, lib, harness.fmt(m.get("compile_s")), harness.fmt(m.get("first_result_s")),
+                         harness.fmt(b, ".1f"), harness.fmt(med.get(lib), ".1f"),
+                         harness.fmt(cpu_med.get(lib), ".1f"), harness.fmt(b and batch / b, ".3f"),
+                         harness.mib(m.get("rss_peak")), harness.mib(m.get("xla_total")),
+                         harness.fmt(ratio, ".2f") + ("x" if ratio else ""),
+                         harness.fmt(ratio_cpu, ".2f") + ("x" if ratio_cpu else ""), note])
     out.append(harness.markdown_table(
         ["batch", "impl", "compile s", "first result s", "best s/batch", "median s", "CPU s",
          "pairs/s", "RSS peak MiB", "XLA total MiB", "JAX/torch", "JAX/torch CPU", "note"], rows))
-    out += ["", "best: the fastest timed call (least disturbed by other processes); pairs/s and "
-                "JAX/torch use it. CPU s: median process CPU time per call (all threads), much "
-                "less sensitive to other processes' load; JAX/torch CPU is its ratio. "
-                "first result: JAX = lower + compile + first call of the batch; torch = the first "
-                "pair (no compilation). RSS peak: worker RSS during the calls minus RSS before "
-                "them. XLA total: the JAX executable's memory_analysis(), arguments (weights) + outputs + "
-                "temporaries."]
+    out += ["", "best: the fastest timed round (least disturbed by other processes); pairs/s and "
+                "JAX/torch use it. CPU s: median process CPU time per call (all threads); JAX/torch "
+                "CPU is its ratio. compile s, first result s, RSS peak and XLA total come from a "
+                "separate worker per row that produces only the first result: JAX = lower + "
+                "compile + first call of the batch; torch = the first pair (no compilation). RSS "
+                "peak: worker RSS during that call minus RSS before it (weights, inputs, compiled "
+                "code excluded). XLA total: the JAX executable's memory_analysis(), arguments "
+                "(weights) + outputs + temporaries."]
     return "\n".join(out)
 
 
@@ -164,8 +199,9 @@ def main(argv=None):
                         help="batches at which torch runs (default 1,8: its per-pair loop costs the "
                              "same per pair at any B, and 32 pairs is ~6 min per timed loop on 2 "
                              "cores)")
-    parser.add_argument("--warmup", type=int, default=1, help="untimed JAX calls after compiling")
-    parser.add_argument("--iters", type=int, default=2, help="timed calls (default 2)")
+    parser.add_argument("--warmup", type=int, default=1,
+                        help="untimed rounds first (torch: one pair) (default 1)")
+    parser.add_argument("--iters", type=int, default=2, help="timed rounds (default 2)")
     parser.add_argument("--force", action="store_true",
                         help="run JAX batches even when XLA's memory estimate exceeds the RAM")
     parser.add_argument("--timeout", type=float, default=5400, help="seconds per configuration")
@@ -175,20 +211,24 @@ def main(argv=None):
         spec = json.loads(args.worker)
         harness.emit(WORKERS[spec["impl"]](spec))
         return
-    bad = [i for i in args.impls if i not in WORKERS]
+    bad = [i for i in args.impls if i not in ("jax", "torch")]
     if bad:
         parser.error(f"--impls: unknown {bad}; choose from jax,torch")
-    results = {}
+    memory, timing = {}, {}
     for batch in args.batches:
-        for impl in args.impls:
-            if impl == "torch" and batch not in args.torch_batches:
-                results[(batch, impl)] = {"skipped": "not run (--torch-batches): the per-pair "
-                                                     "loop's cost per pair does not depend on B"}
+        for lib in args.impls:
+            if lib == "torch" and batch not in args.torch_batches:
+                memory[(batch, lib)] = {"skipped": "not run (--torch-batches): the per-pair loop "
+                                                   "costs the same per pair at any B"}
                 continue
-            spec = dict(impl=impl, size=args.size, batch=batch, warmup=args.warmup, iters=args.iters,
-                        force=args.force)
-            results[(batch, impl)] = harness.run_worker(MODULE, spec, args.timeout)
-    print(report(args, results))
+            spec = dict(impl="memory", lib=lib, size=args.size, batch=batch, force=args.force)
+            memory[(batch, lib)] = harness.run_worker(MODULE, spec, args.timeout)
+        runs = {lib: "first_s" in memory.get((batch, lib), {}) for lib in ("jax", "torch")}
+        if any(runs.values()):
+            spec = dict(impl="timing", size=args.size, batch=batch, warmup=args.warmup,
+                        iters=args.iters, **runs)
+            timing[batch] = harness.run_worker(MODULE, spec, args.timeout)
+    print(report(args, memory, timing))
 
 
 if __name__ == "__main__":
