@@ -2,7 +2,7 @@
 
 Supports nested dicts (str keys; OrderedDict for state dicts), lists, tuples, str, int, float,
 bool, None and numpy arrays (float32/float64/float16/int64/int32/uint8/bool), which become
-contiguous CPU tensors. `torch.load(path)` (also with weights_only=True) reads the result.
+contiguous CPU tensors. torch reads the result with its own loader (also in weights_only mode).
 """
 
 from __future__ import annotations
