@@ -2,7 +2,7 @@
 
     python -m benchmarks.generator                          # 256 and 1024 layouts, batch 1 and 8
     python -m benchmarks.generator --sizes 1024 --batches 1 --iters 2
-    python -m benchmarks.generator --breakdown              # + per-layer table (1024, batch 1)
+    python -m benchmarks.generator --breakdown              # + where the JAX time goes
 
 Random weights (speed does not depend on them), float32, z -> image (mapping, styles,
 synthesis with the stored noise buffers), rosinality layouts with channel multiplier 2
@@ -220,7 +220,95 @@ def worker_breakdown(spec: dict) -> dict:
     return dict(layers=rows)
 
 
-WORKERS = {"memory": worker_memory, "timing": worker_timing, "breakdown": worker_breakdown}
+ABLATIONS = (
+    ("full generator", ()),
+    ("up-conv without the blur (4 phase convs, interleaved)", ("no_blur",)),
+    ("up-conv as one 3x3 conv on the input grid + nearest 2x", ("roof_up",)),
+    ("  ... and the ToRGB skip up-sampled by nearest 2x", ("roof_up", "nearest_skip")),
+    ("  ... and no modulation / demodulation (plain convs)", ("roof_up", "nearest_skip", "plain")),
+)
+
+
+def _ablated(parts):
+    """Context manager patching the generator's ops for one ablation (benchmark only)."""
+    import contextlib
+
+    import jax.numpy as jnp
+    from jax import lax
+    from stylemask_jax.models import stylegan2_layers
+    from stylemask_jax.ops import modulated_conv as mc
+
+    nearest = lambda x: jnp.repeat(jnp.repeat(x, 2, axis=1), 2, axis=2)  # noqa: E731
+
+    def no_blur(x, weight, blur_kernel=None):
+        phases = mc._transposed_phases(x, weight)
+        h, w = x.shape[1:3]
+        rows = [jnp.stack([phases[a][0][:, :h, :w], phases[a][1][:, :h, :w]], axis=3)
+                for a in (0, 1)]
+        y = jnp.stack(rows, axis=2)                    # (B, H, 2, W, 2, C)
+        return y.reshape(x.shape[0], 2 * h, 2 * w, -1)
+
+    def roof_up(x, weight, blur_kernel=None):
+        return nearest(lax.conv_general_dilated(x, weight, (1, 1), "SAME",
+                                                dimension_numbers=("NHWC", "HWIO", "NHWC")))
+
+    original = mc.modulated_conv2d
+
+    def plain(x, weight, style, *, demodulate=True, upsample=False, blur_kernel=(1, 3, 3, 1),
+              eps=1e-8, dtype=None):
+        if weight.shape[0] == 1:
+            return original(x, weight, style, demodulate=demodulate, dtype=dtype)
+        if upsample:
+            return mc.upsample_conv_blur(x, weight, blur_kernel)
+        return lax.conv_general_dilated(x, weight, (1, 1), "SAME",
+                                        dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+    stack = contextlib.ExitStack()
+    patch = lambda obj, name, value: stack.enter_context(  # noqa: E731
+        __import__("unittest.mock", fromlist=["patch"]).patch.object(obj, name, value))
+    if "no_blur" in parts:
+        patch(mc, "upsample_conv_blur", no_blur)
+    if "roof_up" in parts:
+        patch(mc, "upsample_conv_blur", roof_up)
+    if "nearest_skip" in parts:
+        patch(stylegan2_layers, "upsample2d", lambda x, kernel, factor=2: nearest(x))
+    if "plain" in parts:
+        patch(stylegan2_layers, "modulated_conv2d", plain)
+    return stack
+
+
+def worker_ablation(spec: dict) -> dict:
+    """The whole jitted generator with parts replaced (see ABLATIONS), in timed rounds: the
+    in-graph cost of each part, unlike per-op timings that miss fusion and overlap."""
+    calls = {}
+    for name, parts in ABLATIONS:
+        with _ablated(parts):
+            calls[name] = build_jax(spec["size"], spec["batch"])[0]  # traced under the patch
+    times = {name: [] for name in calls}
+    for round_ in range(spec["warmup"] + spec["iters"]):
+        for name, call in calls.items():
+            start = time.perf_counter()
+            call()
+            if round_ >= spec["warmup"]:
+                times[name].append(time.perf_counter() - start)
+    return {"best": {name: min(v) for name, v in times.items()}}
+
+
+def ablation_table(r: dict, size: int, batch: int) -> str:
+    if "error" in r:
+        return f"ablations failed: {r['error']}"
+    full = r["best"]["full generator"]
+    gflop = sum(conv_flops(s, batch) for s in conv_shapes(size)) / 1e9
+    rows = [[name, f"{t * 1e3:,.0f}", f"{(t - full) * 1e3:+,.0f}", f"{gflop / t:.0f}"]
+            for name, t in r["best"].items()]
+    return (f"in-graph ablations, {size} layout, batch {batch} (the whole jitted generator with "
+            "parts replaced, best of the timed rounds; the last row keeps only the 3x3 convs at "
+            "roofline shapes, ToRGB, noise, bias and activations):\n"
+            + harness.markdown_table(["variant", "ms/batch", "vs full ms", "3x3-conv GFLOP/s"], rows))
+
+
+WORKERS = {"memory": worker_memory, "timing": worker_timing, "breakdown": worker_breakdown,
+           "ablation": worker_ablation}
 
 
 # -- parent ----------------------------------------------------------------------------------
@@ -244,9 +332,10 @@ def run_all(args) -> None:
             timing[(size, batch)] = harness.run_worker(MODULE, spec, args.timeout)
     breakdown = None
     if args.breakdown:
-        breakdown = harness.run_worker(MODULE, dict(impl="breakdown", size=max(args.sizes),
-                                                    batch=min(args.batches), warmup=args.warmup,
-                                                    iters=args.iters), args.timeout)
+        spec = dict(size=max(args.sizes), batch=min(args.batches), warmup=args.warmup,
+                    iters=args.iters)
+        breakdown = {kind: harness.run_worker(MODULE, dict(spec, impl=kind), args.timeout)
+                     for kind in ("ablation", "breakdown")}
     print(report(args, memory, timing, breakdown))
 
 
@@ -316,7 +405,8 @@ def report(args, memory: dict, timing: dict, breakdown) -> str:
                                        roof_rows)]
     out += targets(timing)
     if breakdown is not None:
-        out += ["", breakdown_table(breakdown, max(args.sizes), min(args.batches))]
+        out += ["", ablation_table(breakdown["ablation"], max(args.sizes), min(args.batches)),
+                "", breakdown_table(breakdown["breakdown"], max(args.sizes), min(args.batches))]
     out += ["", "compile s, first call s, RSS peak and XLA total come from a separate worker per "
                 "row that makes only the first call. RSS peak: worker RSS sampled every 2 ms "
                 "during that call minus RSS before it (weights, inputs, compiled code excluded). "
@@ -381,7 +471,8 @@ def main(argv=None):
     parser.add_argument("--warmup", type=int, default=1, help="untimed calls first (default 1)")
     parser.add_argument("--iters", type=int, default=3, help="timed calls (default 3)")
     parser.add_argument("--breakdown", action="store_true",
-                        help="also a per-layer JAX table (largest size, smallest batch)")
+                        help="also where the JAX time goes (largest size, smallest batch): the "
+                             "whole generator with parts replaced, and per-layer op timings")
     parser.add_argument("--force", action="store_true",
                         help="run torch even where batch 1's memory times the batch exceeds the RAM")
     parser.add_argument("--timeout", type=float, default=3600, help="seconds per configuration")

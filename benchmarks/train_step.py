@@ -167,27 +167,30 @@ def report(args, results: dict) -> str:
     loads = sorted({r.get("load_start", "?") for r in results.values()})
     out = [harness.machine_header(f"StyleMask training step, configs/{args.config}.py with every "
                                   "weights entry None (random networks), float32"),
-           f"{args.warmup} warm-up + {args.iters} timed steps (median); load average (1/5/15 min) "
+           f"{args.warmup} warm-up + {args.iters} timed steps; load average (1/5/15 min) "
            f"before each configuration: {', '.join(loads)}", ""]
     rows = []
     for (batch, impl), r in results.items():
         if "error" in r or "skipped" in r:
-            rows.append([batch, impl, harness.fmt(r.get("compile_s")), "-", "-", "-", "-",
+            rows.append([batch, impl, harness.fmt(r.get("compile_s")), "-", "-", "-", "-", "-", "-",
                          harness.mib(r.get("xla_total")), harness.mib(r.get("xla_temp")), "-",
                          r.get("error") or r["skipped"]])
             continue
         torch_r = results.get((batch, "torch"), {})
-        ratio = (torch_r["median_s"] / r["median_s"]
-                 if impl.startswith("jax") and "median_s" in torch_r else None)
-        rows.append([batch, impl, harness.fmt(r.get("compile_s")), harness.fmt(r["first_s"]),
-                     harness.fmt(r["median_s"], ".1f"), harness.fmt(batch / r["median_s"], ".3f"),
+        both = impl.startswith("jax") and "min_s" in torch_r
+        ratio = torch_r["min_s"] / r["min_s"] if both else None
+        rows.append([batch, impl, harness.fmt(r.get("compile_s")), harness.fmt(r["first_s"], ".1f"),
+                     harness.fmt(r["min_s"], ".1f"), harness.fmt(r["median_s"], ".1f"),
+                     harness.fmt(r["cpu_s"], ".1f"), harness.fmt(batch / r["min_s"], ".3f"),
                      harness.mib(r.get("rss_peak")), harness.mib(r.get("xla_total")),
                      harness.mib(r.get("xla_temp")),
                      harness.fmt(ratio, ".2f") + ("x" if ratio else ""), ""])
     out.append(harness.markdown_table(
-        ["batch", "impl", "compile s", "first step s", "s/step", "pairs/s", "RSS peak MiB",
-         "XLA total MiB", "XLA temp MiB", "JAX/torch", "note"], rows))
-    out += ["", "first step: the first call after compiling. RSS peak: worker RSS during the "
+        ["batch", "impl", "compile s", "first step s", "best s/step", "median s", "CPU s",
+         "pairs/s", "RSS peak MiB", "XLA total MiB", "XLA temp MiB", "JAX/torch", "note"], rows))
+    out += ["", "best: the fastest timed step (least disturbed by other processes); pairs/s and "
+                "JAX/torch use it. CPU s: median process CPU time per step (all threads). "
+                "first step: the first call after compiling. RSS peak: worker RSS during the "
                 "steps minus RSS before them (weights, state, compiled code excluded). XLA total / "
                 "temp: memory_analysis() of the compiled step (arguments + outputs + temporaries - "
                 "donated; the temporaries alone)."]
