@@ -1,0 +1,355 @@
+"""The real-face dataset: TFDS builder (no TensorFlow), read-back, shards, pairs, re-runs.
+
+The source folder is made of the shared alignment photos (tests/fixtures/align, copies of
+../shared/reference/align): a clip of shifted copies of one photo stored as frames, a short
+mp4 of another, single photos and a photo without a face. Most tests use a stand-in aligner
+(a centre crop with template landmarks, and "no face" for a flat image) so that they test the
+pipeline, not dlib; `test_real_alignment` runs the project's dlib + FFHQ alignment.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+tfds = pytest.importorskip("tensorflow_datasets")
+pytest.importorskip("array_record")
+
+from stylemask_jax.datasets import (build_dataset, crop_landmarks, load_dataset,  # noqa: E402
+                                    make_pairs, read_pairs, shard_indices, write_pairs)
+from stylemask_jax.datasets.crops import FaceCrop  # noqa: E402
+from stylemask_jax.errors import UserInputError  # noqa: E402
+
+FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures", "align")
+CLIP_FRAMES = 6
+VIDEO_FRAMES = 5
+
+
+def _photo(name: str) -> np.ndarray:
+    from PIL import Image
+    with Image.open(os.path.join(FIXTURES, name)) as img:
+        return np.asarray(img.convert("RGB"))
+
+
+def _save(path, image) -> None:
+    from PIL import Image
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    Image.fromarray(image).save(path)
+
+
+def _shifted(image: np.ndarray, dy: int, dx: int) -> np.ndarray:
+    """The photo moved by (dy, dx) pixels, borders repeated: a camera that moves a little."""
+    h, w, _ = image.shape
+    padded = np.pad(image, ((dy, 0), (dx, 0), (0, 0)), mode="edge")
+    return np.ascontiguousarray(padded[:h, :w])
+
+
+def _write_mp4(path: str, frames) -> None:
+    import imageio_ffmpeg
+    h, w, _ = frames[0].shape
+    writer = imageio_ffmpeg.write_frames(path, (w, h), fps=5, quality=9, macro_block_size=1,
+                                         ffmpeg_log_level="error")
+    writer.send(None)
+    for frame in frames:
+        writer.send(np.ascontiguousarray(frame))
+    writer.close()
+
+
+def make_source(root: str) -> str:
+    """SRC/solo.png, SRC/alice/{portrait.png, clip/000..005.png}, SRC/bob/{take.mp4, blank.png}."""
+    src = os.path.join(root, "src")
+    _save(os.path.join(src, "solo.png"), _photo("astronaut_small.png"))
+    _save(os.path.join(src, "alice", "portrait.png"), _photo("astronaut_edge.png"))
+    astronaut = _photo("astronaut.png")
+    for k in range(CLIP_FRAMES):
+        _save(os.path.join(src, "alice", "clip", f"{k:03d}.png"), _shifted(astronaut, 3 * k, 2 * k))
+    tilt = _photo("astronaut_tilt.png")[:688, :688]          # even sides for the encoder
+    os.makedirs(os.path.join(src, "bob"), exist_ok=True)
+    _write_mp4(os.path.join(src, "bob", "take.mp4"),
+               [_shifted(tilt, 2 * k, 3 * k) for k in range(VIDEO_FRAMES)])
+    _save(os.path.join(src, "bob", "blank.png"), np.full((300, 300, 3), 128, np.uint8))
+    with open(os.path.join(src, "notes.txt"), "w") as f:
+        f.write("not a photo\n")
+    return src
+
+
+# What the source holds, in build order: (identity, video, frames with a face).
+EXPECTED = [("alice", "alice/clip", list(range(CLIP_FRAMES))),
+            ("alice", "alice/portrait", [0]),
+            ("bob", "bob/take", list(range(VIDEO_FRAMES))),
+            ("solo", "solo", [0])]
+
+
+class StandInAligner:
+    """A centre square resized to 256 with fixed template landmarks; None for a flat image.
+
+    Counts its calls; `fail_at` makes call number `fail_at` raise (a crash mid-build).
+    """
+
+    def __init__(self, fail_at: int | None = None):
+        self.calls = 0
+        self.fail_at = fail_at
+        self.template = np.load(os.path.join(FIXTURES, "astronaut_landmarks.npy")) / 512.0
+
+    def __call__(self, frame: np.ndarray) -> FaceCrop | None:
+        from PIL import Image
+        self.calls += 1
+        if self.fail_at is not None and self.calls == self.fail_at:
+            raise RuntimeError("stand-in aligner crashed")
+        if frame.std() < 1.0:
+            return None
+        h, w, _ = frame.shape
+        side = min(h, w)
+        top, left = (h - side) // 2, (w - side) // 2
+        crop = Image.fromarray(frame[top:top + side, left:left + side]).resize((256, 256))
+        landmarks = (self.template * side + [left, top]).astype(np.float32)
+        quad = np.array([[left, top], [left, top + side], [left + side, top + side],
+                         [left + side, top]], np.float64)
+        return FaceCrop(np.asarray(crop), crop_landmarks(landmarks, quad), landmarks)
+
+
+def read_photo(path: str) -> np.ndarray:
+    from PIL import Image
+    with Image.open(path) as img:
+        return np.asarray(img.convert("RGB"))
+
+
+def read_video(path: str):
+    import imageio_ffmpeg
+    frames = imageio_ffmpeg.read_frames(path)
+    meta = next(frames)
+    w, h = meta["size"]
+    for buffer in frames:
+        yield np.frombuffer(buffer, np.uint8).reshape(h, w, 3)
+
+
+def build(src, out, aligner=None, **kwargs):
+    return build_dataset(src, out, aligner=aligner or StandInAligner(), read_photo=read_photo,
+                         read_video=read_video, progress=False, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def source(tmp_path_factory):
+    return make_source(str(tmp_path_factory.mktemp("faces")))
+
+
+@pytest.fixture(scope="module")
+def built(source, tmp_path_factory):
+    out = str(tmp_path_factory.mktemp("data"))
+    report = build(source, out)
+    return out, report
+
+
+def test_build_counts_shapes_and_ids(built):
+    out, report = built
+    meta = report.metadata
+    num_faces = sum(len(frames) for _, _, frames in EXPECTED)
+    assert not report.skipped
+    assert report.num_examples == num_faces == meta["num_faces"]
+    assert meta["num_items"] == 5 and meta["num_frames"] == num_faces + 1
+    assert meta["num_no_face"] == 1 and meta["no_face"] == ["bob/blank.png"]
+    assert meta["ignored_files"] == ["notes.txt"]
+    assert report.path.endswith(os.path.join("stylemask_faces", "stride1_maxall", "1.0.0"))
+
+    dataset = load_dataset(out)
+    assert len(dataset) == num_faces
+    expected = [(ident, video, frame) for ident, video, frames in EXPECTED for frame in frames]
+    got = [(ex["identity"].decode(), ex["video"].decode(), int(ex["frame"]))
+           for ex in dataset.examples(range(len(dataset)))]
+    assert got == expected
+    identities = sorted({ident for ident, _, _ in EXPECTED})
+    for i, (ident, video, frame) in enumerate(expected):
+        ex = dataset[i]
+        assert ex["image"].dtype == np.uint8 and ex["image"].shape == (256, 256, 3)
+        assert ex["landmarks"].dtype == np.float32 and ex["landmarks"].shape == (68, 2)
+        assert ex["landmarks_frame"].shape == (68, 2)
+        assert ex["identity_id"] == identities.index(ident)
+        assert dataset.table["video"][i] == video and dataset.table["frame"][i] == frame
+    paths = [dataset[i]["path"].decode() for i in range(len(dataset))]
+    assert paths[:CLIP_FRAMES] == [f"alice/clip/{k:03d}.png" for k in range(CLIP_FRAMES)]
+    assert paths[CLIP_FRAMES + 1] == "bob/take.mp4" and paths[-1] == "solo.png"
+    # the video's frames are distinct (read one by one, not one frame repeated)
+    video_rows = [i for i, (_, v, _) in enumerate(expected) if v == "bob/take"]
+    assert not np.array_equal(dataset[video_rows[0]]["image"], dataset[video_rows[1]]["image"])
+    # the stored crop is what the aligner produced for that frame
+    first = StandInAligner()(_clip_frame(0))
+    np.testing.assert_array_equal(dataset[0]["image"], first.image)
+    np.testing.assert_array_equal(dataset[0]["landmarks"], first.landmarks)
+
+
+def _clip_frame(k: int) -> np.ndarray:
+    return _shifted(_photo("astronaut.png"), 3 * k, 2 * k)
+
+
+def test_crop_landmarks_through_the_quad():
+    """A landmark at a crop corner's pixel centre maps to (0, 0); the map is the quad's."""
+    quad = np.array([[10.0, 20.0], [-30.0, 120.0], [70.0, 160.0], [110.0, 60.0]])  # rotated
+    corners = quad[[0, 3, 1]]           # top-left, top-right, bottom-left (pixel edges)
+    side = 256
+    centre_of_first_pixel = corners[0] + ((corners[1] - corners[0]) + (corners[2] - corners[0])
+                                          ) * 0.5 / side - 0.5
+    points = np.stack([centre_of_first_pixel, quad.mean(0) - 0.5])
+    mapped = crop_landmarks(points, quad, side)
+    np.testing.assert_allclose(mapped, [[0.0, 0.0], [127.5, 127.5]], atol=1e-4)
+
+
+def test_tfds_data_source_reads_it(built):
+    out, report = built
+    source = tfds.data_source("stylemask_faces/stride1_maxall", data_dir=out, split="train")
+    dataset = load_dataset(out)
+    assert len(source) == len(dataset)
+    np.testing.assert_array_equal(source[3]["image"], dataset[3]["image"])
+
+
+def test_rerun_skips_a_finished_build(built, source):
+    out, first = built
+    aligner = StandInAligner()
+    again = build(source, out, aligner=aligner)
+    assert again.skipped and aligner.calls == 0
+    assert again.path == first.path and again.num_examples == first.num_examples
+
+
+def test_frame_stride_and_limit_are_a_config(source, tmp_path):
+    out = str(tmp_path)
+    report = build(source, out, frame_stride=2, max_frames=2)
+    assert report.path.endswith(os.path.join("stride2_max2", "1.0.0"))
+    dataset = load_dataset(out, config="stride2_max2")
+    frames = {}
+    for i in range(len(dataset)):
+        frames.setdefault(dataset.table["video"][i], []).append(int(dataset.table["frame"][i]))
+    assert frames == {"alice/clip": [0, 2], "alice/portrait": [0], "bob/take": [0, 2],
+                      "solo": [0]}
+    build(source, out)                     # the default config, next to it
+    with pytest.raises(UserInputError, match="several datasets"):
+        load_dataset(out)
+
+
+def test_failed_build_is_not_taken_for_finished(source, tmp_path):
+    out = str(tmp_path / "data")
+    with pytest.raises(RuntimeError, match="crashed"):
+        build(source, out, aligner=StandInAligner(fail_at=4))
+    with pytest.raises(UserInputError, match="no built face dataset"):
+        load_dataset(out)
+    leftovers = [os.path.join(d, f) for d, _, files in os.walk(out) for f in files]
+    assert not [p for p in leftovers if "array_record" in p or "dataset_info" in p], leftovers
+    aligner = StandInAligner()
+    report = build(source, out, aligner=aligner)
+    assert not report.skipped and aligner.calls == report.metadata["num_frames"]
+    assert len(load_dataset(out)) == report.num_examples
+
+
+def test_changed_source_is_refused_unless_overwrite(source, tmp_path):
+    import shutil
+    src = shutil.copytree(source, str(tmp_path / "src"))
+    out = str(tmp_path / "data")
+    first = build(src, out)
+    _save(os.path.join(src, "carol.png"), _photo("astronaut_small.png"))
+    with pytest.raises(UserInputError, match="has changed since"):
+        build(src, out)
+    report = build(src, out, overwrite=True)
+    assert not report.skipped and report.num_examples == first.num_examples + 1
+    assert load_dataset(out).table["video"][-1] == "solo"          # sorted: carol, ..., solo
+
+
+def test_bad_sources_are_one_line_errors(tmp_path):
+    with pytest.raises(UserInputError, match="not a folder"):
+        build(str(tmp_path / "missing"), str(tmp_path / "out"))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(UserInputError, match="no photos"):
+        build(str(tmp_path / "empty"), str(tmp_path / "out"))
+    deep = tmp_path / "deep" / "id" / "video" / "extra"
+    deep.mkdir(parents=True)
+    with pytest.raises(UserInputError, match="deeper"):
+        build(str(tmp_path / "deep"), str(tmp_path / "out"))
+    noface = tmp_path / "noface"
+    _save(str(noface / "flat.png"), np.zeros((64, 64, 3), np.uint8))
+    with pytest.raises(UserInputError, match="no face"):
+        build(str(noface), str(tmp_path / "out"))
+    assert not os.path.exists(tmp_path / "out" / "stylemask_faces" / "stride1_maxall" / "1.0.0")
+    with pytest.raises(UserInputError, match="frame-stride"):
+        build(str(noface), str(tmp_path / "out"), frame_stride=0)
+
+
+@pytest.mark.parametrize("num_examples", [0, 1, 7, 100])
+def test_shards_cover_every_example_once(num_examples):
+    for count in (1, 2, 3, 4, 8):
+        shards = [shard_indices(num_examples, p, count) for p in range(count)]
+        np.testing.assert_array_equal(np.concatenate(shards), np.arange(num_examples))
+        sizes = [len(s) for s in shards]
+        assert max(sizes) - min(sizes) <= 1
+        assert all(np.all(np.diff(s) == 1) for s in shards)      # contiguous blocks
+    with pytest.raises(UserInputError):
+        shard_indices(10, 2, 2)
+
+
+def test_shards_of_the_dataset(built):
+    dataset = load_dataset(built[0])
+    seen = np.concatenate([shard_indices(len(dataset), p, 3) for p in range(3)])
+    assert sorted(seen.tolist()) == list(range(len(dataset)))
+
+
+def test_pairs_follow_the_protocols_and_the_seed(built, tmp_path):
+    dataset = load_dataset(built[0])
+    table = dataset.table
+    self_pairs = make_pairs(dataset, "self", num_pairs=50, seed=0)
+    assert self_pairs.shape == (50, 2) and self_pairs.dtype == np.int64
+    for s, t in self_pairs:
+        assert table["video"][s] == table["video"][t] and table["frame"][s] != table["frame"][t]
+    assert set(table["video"][self_pairs[:, 0]]) == {"alice/clip", "bob/take"}
+    cross = make_pairs(dataset, "cross", num_pairs=60, seed=0)
+    assert np.all(table["identity_id"][cross[:, 0]] != table["identity_id"][cross[:, 1]])
+    assert len(set(table["identity"][cross[:, 0]])) == 3          # every identity is a source
+    np.testing.assert_array_equal(make_pairs(dataset, "cross", 60, seed=0), cross)
+    assert not np.array_equal(make_pairs(dataset, "cross", 60, seed=1), cross)
+
+    for name in ("pairs.json", "pairs.csv"):
+        path = write_pairs(str(tmp_path / name), dataset, cross, "cross", seed=0)
+        np.testing.assert_array_equal(read_pairs(path, dataset), cross)
+    header = json.load(open(tmp_path / "pairs.json"))
+    assert header["protocol"] == "cross" and header["seed"] == 0
+    assert header["fingerprint"] == dataset.metadata["fingerprint"]
+    assert header["pairs"][0]["source_video"] == table["video"][cross[0, 0]]
+
+    only_photos = {k: v[table["video"] != "alice/clip"] for k, v in table.items()}
+    only_photos = {k: v[only_photos["video"] != "bob/take"] for k, v in only_photos.items()}
+    with pytest.raises(UserInputError, match="at least two faces"):
+        make_pairs(only_photos, "self", 4)
+    with pytest.raises(UserInputError, match="protocol"):
+        make_pairs(dataset, "both", 4)
+
+
+def test_builds_and_reads_with_tensorflow_unimportable(tmp_path):
+    """In a fresh process where `import tensorflow` fails: build, read back, no TF module."""
+    script = textwrap.dedent(f"""
+        import importlib.abc, sys
+        class HideTensorFlow(importlib.abc.MetaPathFinder):   # as if it were not installed
+            def __init__(self, finder):
+                self.finder = finder
+            def find_spec(self, name, path=None, target=None):
+                if name == "tensorflow" or name.startswith("tensorflow."):
+                    return None
+                find = getattr(self.finder, "find_spec", None)
+                return find(name, path, target) if find else None
+        sys.meta_path[:] = [HideTensorFlow(f) for f in sys.meta_path]
+        import importlib.util
+        assert importlib.util.find_spec("tensorflow") is None
+        sys.path.insert(0, {os.path.dirname(__file__)!r})
+        import test_dataset as t
+        from stylemask_jax.datasets import load_dataset
+        src = t.make_source({str(tmp_path)!r})
+        report = t.build(src, {str(tmp_path / "data")!r}, max_frames=1)
+        dataset = load_dataset({str(tmp_path / "data")!r})
+        assert dataset[len(dataset) - 1]["image"].shape == (256, 256, 3)
+        assert "tensorflow" not in sys.modules
+        print("examples", len(dataset))
+    """)
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            env=dict(os.environ), timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "examples 4" in result.stdout
