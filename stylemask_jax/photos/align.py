@@ -31,6 +31,7 @@ import dataclasses
 import numpy as np
 
 from stylemask_jax.errors import UserInputError
+from stylemask_jax.photos.loading import check_rgb
 
 CROP_SIZE = 256  # the official transform_size == output_size
 
@@ -103,14 +104,6 @@ def _reflect_pad_blend(img: np.ndarray, pad, qsize: float) -> np.ndarray:
     return np.clip(np.rint(out), 0, 255).astype(np.uint8)
 
 
-def _check_photo(photo) -> np.ndarray:
-    photo = np.asarray(photo)
-    if photo.dtype != np.uint8 or photo.ndim != 3 or photo.shape[2] != 3:
-        raise UserInputError(f"photo: expected a uint8 (H, W, 3) RGB array, got {photo.dtype} "
-                             f"{photo.shape} (use stylemask_jax.photos.load_photo)")
-    return np.ascontiguousarray(photo)
-
-
 def align_face(photo, landmarks) -> tuple[np.ndarray, AlignGeometry]:
     """The official FFHQ crop of one face.
 
@@ -119,7 +112,7 @@ def align_face(photo, landmarks) -> tuple[np.ndarray, AlignGeometry]:
     """
     from PIL import Image
 
-    photo = _check_photo(photo)
+    photo = check_rgb(photo, "photo")
     quad, qsize = face_quad(landmarks)
     img = Image.fromarray(photo, "RGB")
     photo_w, photo_h = img.size
@@ -200,7 +193,7 @@ def paste_back(photo, face, geometry: AlignGeometry, feather: float = 0.1,
           multiplied with the feathered edge.
     Returns uint8 (H, W, 3); pixels outside the quad are the photo's, unchanged.
     """
-    photo = _check_photo(photo)
+    photo = check_rgb(photo, "photo")
     if photo.shape[:2] != tuple(geometry.photo_hw):
         raise UserInputError(f"paste_back: photo is {photo.shape[1]}x{photo.shape[0]}, the "
                              f"alignment was of a {geometry.photo_hw[1]}x{geometry.photo_hw[0]} photo")

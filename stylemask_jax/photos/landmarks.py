@@ -26,6 +26,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from stylemask_jax.errors import UserInputError
+from stylemask_jax.photos.loading import check_rgb
 
 _INSTALL = 'pip install -e ".[photos]"'
 _PREDICTOR = "shape_predictor_68_face_landmarks.dat"
@@ -68,11 +69,11 @@ class LandmarkDetector:
     def boxes(self, image) -> list[tuple[int, int, int, int]]:
         """All detected faces of one uint8 (H, W, 3) RGB image as (left, top, right, bottom)."""
         return [(r.left(), r.top(), r.right(), r.bottom())
-                for r in self._detector(_as_rgb(image), self.upsample)]
+                for r in self._detector(check_rgb(image, "landmarks"), self.upsample)]
 
     def detect(self, image) -> np.ndarray | None:
         """One uint8 (H, W, 3) RGB image -> float64 (68, 2) x, y of the largest face, or None."""
-        image = _as_rgb(image)
+        image = check_rgb(image, "landmarks")
         faces = self._detector(image, self.upsample)
         if len(faces) == 0:
             return None
@@ -83,14 +84,6 @@ class LandmarkDetector:
     def __call__(self, images: Iterable) -> list[np.ndarray | None]:
         """A batch (list, or (N, H, W, 3) array) of uint8 RGB images -> one result per image."""
         return [self.detect(image) for image in images]
-
-
-def _as_rgb(image) -> np.ndarray:
-    image = np.asarray(image)
-    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
-        raise UserInputError(f"landmarks: expected a uint8 (H, W, 3) RGB image, got "
-                             f"{image.dtype} {image.shape} (use stylemask_jax.photos.load_photo)")
-    return np.ascontiguousarray(image)
 
 
 def require_face(landmarks: np.ndarray | None, name: str) -> np.ndarray:

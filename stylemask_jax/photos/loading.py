@@ -82,6 +82,15 @@ def _array_to_rgb(array: np.ndarray, name: str) -> np.ndarray:
     return np.ascontiguousarray(array)
 
 
+def check_rgb(image, what: str) -> np.ndarray:
+    """Returns `image` as a C-contiguous uint8 (H, W, 3) array, or raises naming `what`."""
+    image = np.asarray(image)
+    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+        raise UserInputError(f"{what}: expected a uint8 (H, W, 3) RGB image, got {image.dtype} "
+                             f"{image.shape} (use stylemask_jax.photos.load_photo)")
+    return np.ascontiguousarray(image)
+
+
 def load_photo(source, name: str | None = None) -> np.ndarray:
     """A photo file (path) or a decoded image array -> uint8 (H, W, 3) RGB, upright.
 
