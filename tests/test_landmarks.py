@@ -72,3 +72,14 @@ def test_missing_model_package_names_the_install_command(monkeypatch):
     monkeypatch.setattr(landmarks_module.importlib.util, "find_spec", lambda name: None)
     with pytest.raises(UserInputError, match=r'face-recognition-models.*pip install -e "\.\[photos\]"'):
         LandmarkDetector()
+
+
+def test_reduced_detection_scales_the_box_back(detector):
+    """max_detect_side: the detector sees a 600 px copy, the points stay on the full photo."""
+    fast = LandmarkDetector(max_detect_side=600)
+    small = _photo("astronaut")  # 512 px: below the limit, the reference path, identical
+    np.testing.assert_array_equal(fast.detect(small), detector.detect(small))
+    points = fast.detect(_photo("astronaut_large"))
+    expected = np.load(os.path.join(FIXTURES, CASES["astronaut_large"]["landmarks"]))
+    # measured 4 px (mean 0.9 px) on this 1800 px photo; a wrongly scaled box is off by 100s
+    assert np.abs(points - expected).max() <= 8
