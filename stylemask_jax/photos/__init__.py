@@ -1,0 +1,12 @@
+"""Real photos: robust loading, dlib 68-point landmarks, the official FFHQ alignment, paste back.
+
+The modules import their optional dependencies (dlib, scipy) only when used, so importing this
+package is cheap; see each module's docstring.
+"""
+
+from stylemask_jax.photos.align import AlignGeometry, align_face, face_quad, paste_back
+from stylemask_jax.photos.landmarks import LandmarkDetector, detect_all, require_face
+from stylemask_jax.photos.loading import MAX_SIDE, MIN_SIDE, load_photo
+
+__all__ = ["AlignGeometry", "LandmarkDetector", "MAX_SIDE", "MIN_SIDE", "align_face",
+           "detect_all", "face_quad", "load_photo", "paste_back", "require_face"]
