@@ -1,0 +1,1 @@
+"""Real photos and videos: loading, landmarks, FFHQ alignment, video streaming, smoothing."""
