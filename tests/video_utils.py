@@ -54,3 +54,22 @@ def write_test_clip(path, frames, fps: float, audio: bool = False) -> str:
     if audio_path:
         os.remove(audio_path)
     return path
+
+
+def head_motion(base, n: int, fps: float, amplitude: float, period: float,
+                degrees: float = 6.0, zoom: float = 0.08) -> np.ndarray:
+    """A smooth synthetic head trajectory: landmarks base (68, 2) moved over n frames at fps by a
+    sideways sway of `amplitude` px every `period` s (half of it vertically, 1.7x slower), a turn
+    of +-`degrees` every 4 s and a +-`zoom` scale change every 5 s. -> float64 (n, 68, 2)."""
+    base = np.asarray(base, np.float64)
+    centre = base.mean(0)
+    t = np.arange(n)[:, None] / fps
+    angle = np.deg2rad(degrees) * np.sin(2 * np.pi * t / 4.0)
+    scale = 1.0 + zoom * np.sin(2 * np.pi * t / 5.0)
+    cos, sin = np.cos(angle)[..., None], np.sin(angle)[..., None]
+    rel = base - centre
+    turned = np.stack([cos[..., 0] * rel[:, 0] - sin[..., 0] * rel[:, 1],
+                       sin[..., 0] * rel[:, 0] + cos[..., 0] * rel[:, 1]], -1)
+    shift = np.concatenate([amplitude * np.sin(2 * np.pi * t / period),
+                            0.5 * amplitude * np.sin(2 * np.pi * t / (1.7 * period))], -1)
+    return turned * scale[..., None] + centre + shift[:, None, :]

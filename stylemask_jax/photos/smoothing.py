@@ -46,8 +46,8 @@ class OneEuroParams:
     """min_cutoff: Hz, the cutoff for a still head; beta: Hz added per crop side per second of
     head speed; d_cutoff: Hz, the low-pass on the speed estimate; reset_jump: crop sides between
     two detections above which the filter restarts."""
-    min_cutoff: float = 0.6
-    beta: float = 4.0
+    min_cutoff: float = 0.5
+    beta: float = 2.0
     d_cutoff: float = 1.0
     reset_jump: float = 0.5
 
