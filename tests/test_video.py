@@ -159,7 +159,20 @@ def test_writer_keeps_audio_trimmed_to_video(clips, tmp_path):
     with VideoWriter(out2, fps=FPS, audio_from=silent, preset="ultrafast") as writer:
         writer.write(frames[:3])
     assert not probe_video(out2).has_audio and count_frames(out2) == 3
-    assert sorted(os.listdir(tmp_path)) == ["no_audio.mp4", "with_audio.mp4"]
+    # PCM audio (a .wav), which .mp4 players do not read, is re-encoded to AAC
+    import subprocess
+    from stylemask_jax.photos.video import _audio_codec
+    wav = tmp_path / "tone.wav"
+    subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-f",
+                    "lavfi", "-i", "sine=frequency=440:duration=2", "-c:a", "pcm_s16le", str(wav)],
+                   check=True)
+    out3 = tmp_path / "pcm_audio.mp4"
+    with VideoWriter(out3, fps=FPS, audio_from=wav, preset="ultrafast") as writer:
+        writer.write(frames[:6])
+    assert _audio_codec(wav) == "pcm_s16le" and _audio_codec(out3) == "aac"
+    assert probe_video(out3).duration == pytest.approx(6 / FPS, abs=0.05)
+    assert sorted(os.listdir(tmp_path)) == ["no_audio.mp4", "pcm_audio.mp4", "tone.wav",
+                                            "with_audio.mp4"]
 
 
 def test_writer_failure_leaves_nothing(clips, tmp_path):

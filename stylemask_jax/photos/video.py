@@ -63,13 +63,18 @@ class VideoInfo(NamedTuple):
     has_audio: bool
 
 
+_NOISE = ("===", "Could not load meta", "ffmpeg version", "built with", "configuration:", "lib")
+_TELLING = ("Invalid data", "moov atom", "No such file", "Permission denied", "Error", "error",
+            "Invalid")
+
+
 def _reason(text: str) -> str:
     """The most telling line of an ffmpeg error log, for a one-line message."""
     lines = [ln.strip() for ln in str(text).replace("\r", "\n").split("\n") if ln.strip()]
-    lines = [ln for ln in lines if not ln.startswith(("===", "Could not load meta", "ffmpeg version",
-                                                      "built with", "configuration:", "lib"))]
-    for key in ("matches no streams", "Invalid data", "moov atom", "does not contain any stream", "No such file",
-                "Permission denied", "Error", "error", "Invalid"):
+    lines = [ln for ln in lines if not ln.startswith(_NOISE)]
+    if any("does not contain any stream" in ln or "matches no streams" in ln for ln in lines):
+        return "it has no video stream"
+    for key in _TELLING:
         for ln in reversed(lines):
             if key in ln:
                 return ln.split(": ", 1)[-1] if ln.startswith("[") else ln
@@ -104,7 +109,7 @@ def _open(path: str, output_params=None):
 
 
 def probe_video(path) -> VideoInfo:
-    """Reads the header of a video file (decodes nothing). Unreadable file -> UserInputError."""
+    """Reads the header of a video file (ffmpeg stops after it). Unreadable -> UserInputError."""
     path = _check_file(path)
     reader, meta = _open(path)
     reader.close()
@@ -300,7 +305,7 @@ class VideoWriter:
             raise ValueError(f"frame size {frames.shape[1:]} differs from the first frame's {self._in_shape}")
         data = np.ascontiguousarray(_even_pad(frames))
         try:
-            self._proc.stdin.write(data.tobytes())
+            self._proc.stdin.write(memoryview(data).cast("B"))
         except (BrokenPipeError, OSError):
             self._proc.wait()
             raise RuntimeError(f"{self.path}: the video encoder stopped ({self._ffmpeg_error()})") from None
@@ -333,18 +338,20 @@ class VideoWriter:
         os.close(fd)
         self._tmp.append(out)
         duration = f"{self.frames_written / self.fps:.6f}"
-        base = [_ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y",
-                "-i", self._video_tmp, "-i", self.audio_from, "-map", "0:v:0", "-map", "1:a:0",
-                "-c:v", "copy", "-t", duration, "-movflags", "+faststart", "-f", "mp4"]
-        what = f"{self.path}: adding the audio of {self.audio_from}"
+
+        def mux(audio_args):
+            _run([_ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y",
+                  "-i", self._video_tmp, "-i", self.audio_from, "-map", "0:v:0", "-map", "1:a:0",
+                  "-c:v", "copy", *audio_args, "-t", duration, "-movflags", "+faststart",
+                  "-f", "mp4", out], f"{self.path}: adding the audio of {self.audio_from}")
         if self.audio_codec in _MP4_AUDIO:
             try:
-                _run(base[:-2] + ["-c:a", "copy"] + base[-2:] + [out], what)
+                mux(["-c:a", "copy"])
                 return out
             except RuntimeError:
                 pass
-        # PCM, Vorbis, ...: players do not read them in .mp4, so re-encode to AAC
-        _run(base[:-2] + ["-c:a", "aac", "-b:a", "192k"] + base[-2:] + [out], what)
+        # PCM, Vorbis, ...: .mp4 players do not read them, so re-encode to AAC
+        mux(["-c:a", "aac", "-b:a", "192k"])
         return out
 
     def abort(self) -> None:
