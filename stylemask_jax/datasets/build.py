@@ -57,12 +57,15 @@ def _stale_incomplete_dirs(data_path: str) -> list[str]:
 
 
 def build_dataset(src: str | os.PathLike, out_dir: str | os.PathLike, *, frame_stride: int = 1,
-                  max_frames: int = 0, overwrite: bool = False, aligner=None, read_photo=None,
-                  read_video=None, progress: bool = True) -> BuildReport:
+                  max_frames: int = 0, overwrite: bool = False, max_detect_side: int | None = None,
+                  aligner=None, read_photo=None, read_video=None,
+                  progress: bool = True) -> BuildReport:
     """Aligns every face of `src` into a TFDS dataset under `out_dir` (its data_dir).
 
     frame_stride: keep every n-th frame of a video (photos are always kept).
     max_frames: at most this many kept frames per video (0: all).
+    max_detect_side: dlib detects on a copy of at most this side (None: the full frame; see
+        `photos.landmarks.LandmarkDetector`); only for the default aligner.
     aligner / read_photo / read_video: see `crops`; None uses `stylemask_jax.photos`.
     Frames where no face is found are skipped, counted and listed in the report's metadata.
     """
@@ -78,7 +81,8 @@ def build_dataset(src: str | os.PathLike, out_dir: str | os.PathLike, *, frame_s
     source = sources.scan_source(src)
     builder = StylemaskFaces(data_dir=os.fspath(out_dir), config=config_for(frame_stride,
                              max_frames), file_format="array_record", aligner=aligner,
-                             read_photo=read_photo, read_video=read_video, progress=progress)
+                             max_detect_side=max_detect_side, read_photo=read_photo,
+                             read_video=read_video, progress=progress)
     data_path = os.fspath(builder.data_path)
     if builder.is_prepared():
         built = dict(builder.info.metadata)

@@ -102,9 +102,10 @@ class StylemaskFaces(tfds.core.GeneratorBasedBuilder):
         return None
 
     def __init__(self, *, aligner: crops.Aligner | None = None,
-                 read_photo: crops.PhotoReader | None = None,
+                 max_detect_side: int | None = None, read_photo: crops.PhotoReader | None = None,
                  read_video: crops.VideoReader | None = None, progress: bool = True, **kwargs):
-        self._aligner = aligner
+        self._aligner = aligner           # None: dlib + the FFHQ crop, made when first needed
+        self._max_detect_side = max_detect_side
         self._read_photo = read_photo or crops.read_photo_default
         self._read_video = read_video or crops.read_video_default
         self._progress = progress
@@ -120,11 +121,14 @@ class StylemaskFaces(tfds.core.GeneratorBasedBuilder):
 
     def _generate_examples(self, source: sources.Source):
         config = self.builder_config
-        align = self._aligner or crops.default_aligner()
+        align = self._aligner or crops.default_aligner(self._max_detect_side)
         identity_ids = {name: i for i, name in enumerate(source.identities)}
         report = {"source": str(source.root), "fingerprint": sources.fingerprint(source),
                   "num_source_files": len(sources.file_list(source)),
                   "frame_stride": config.frame_stride, "max_frames": config.max_frames,
+                  "aligner": ("dlib + FFHQ crop, max_detect_side "
+                              f"{self._max_detect_side}" if self._aligner is None
+                              else getattr(align, "__name__", type(align).__name__)),
                   "num_items": len(source.items), "num_frames": 0, "num_faces": 0,
                   "num_no_face": 0, "no_face": [], "ignored_files": list(source.ignored)}
         bar = tqdm(source.items, desc="faces", unit="file", disable=not self._progress)

@@ -17,7 +17,6 @@ from typing import Callable, Iterator
 import numpy as np
 
 from stylemask_jax.datasets.sources import SourceItem
-from stylemask_jax.errors import UserInputError
 
 CROP_SIZE = 256
 
@@ -58,27 +57,39 @@ def crop_landmarks(landmarks, quad, size: int = CROP_SIZE) -> np.ndarray:
     return crop.astype(np.float32)
 
 
+VIDEO_READ_BATCH = 8      # frames decoded ahead of the aligner (memory: a few frames)
+
+
 def read_photo_default(path: str) -> np.ndarray:
+    """`stylemask_jax.photos.load_photo`: upright uint8 (H, W, 3) RGB, one-line errors."""
     from stylemask_jax.photos.loading import load_photo
     return load_photo(path)
 
 
 def read_video_default(path: str) -> Iterator[np.ndarray]:
-    from stylemask_jax.photos.video import read_frames
-    return read_frames(path)
-
-
-def default_aligner() -> Aligner:
-    """dlib's 68 landmarks (largest face) and the official FFHQ crop, from stylemask_jax.photos."""
+    """The frames of a video one by one (`stylemask_jax.photos.video.iter_frames`, streamed)."""
+    from stylemask_jax.photos.video import iter_frames
+    batches = iter_frames(path, VIDEO_READ_BATCH)
     try:
-        from stylemask_jax.photos.align import align_face
-        from stylemask_jax.photos.landmarks import detect_landmarks
-    except ImportError as err:
-        raise UserInputError(f"face alignment is not available ({err}); install it with "
-                             'pip install -e ".[photos]"') from None
+        for batch in batches:
+            yield from batch
+    finally:
+        batches.close()                   # stops ffmpeg when the frame limit is reached
+
+
+def default_aligner(max_detect_side: int | None = None) -> Aligner:
+    """dlib's 68 landmarks of the largest face and the official FFHQ crop (stylemask_jax.photos).
+
+    max_detect_side: see `LandmarkDetector` (None: detect on the full frame, the reference's
+    recipe; e.g. 640 is much faster on HD video frames, landmarks move by a few pixels).
+    """
+    from stylemask_jax.photos.align import align_face
+    from stylemask_jax.photos.landmarks import LandmarkDetector
+
+    detector = LandmarkDetector(max_detect_side=max_detect_side)
 
     def align(frame: np.ndarray) -> FaceCrop | None:
-        landmarks = detect_landmarks(frame)
+        landmarks = detector.detect(frame)
         if landmarks is None:
             return None
         image, geometry = align_face(frame, landmarks)
