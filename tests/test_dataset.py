@@ -21,8 +21,9 @@ import pytest
 tfds = pytest.importorskip("tensorflow_datasets")
 pytest.importorskip("array_record")
 
-from stylemask_jax.datasets import (build_dataset, crop_landmarks, load_dataset,  # noqa: E402
-                                    make_pairs, read_pairs, shard_indices, write_pairs)
+from stylemask_jax.datasets import (build_dataset, build_summary, crop_landmarks,  # noqa: E402
+                                    load_dataset, make_pairs, read_pairs, shard_indices,
+                                    write_pairs)
 from stylemask_jax.datasets.crops import FaceCrop  # noqa: E402
 from stylemask_jax.errors import UserInputError  # noqa: E402
 
@@ -156,6 +157,11 @@ def test_build_counts_shapes_and_ids(built):
     assert meta["num_no_face"] == 1 and meta["no_face"] == ["bob/blank.png"]
     assert meta["ignored_files"] == ["notes.txt"]
     assert report.path.endswith(os.path.join("stylemask_faces", "stride1_maxall", "1.0.0"))
+    summary = build_summary(report).splitlines()
+    assert summary[0] == f"wrote {num_faces} faces from 5 photos/videos ({num_faces + 1} frames " \
+        f"read) to {report.path}"
+    assert summary[1:] == ["no face found in 1 frames: bob/blank.png",
+                           "ignored 1 files that are neither photos nor videos: notes.txt"]
 
     dataset = load_dataset(out)
     assert len(dataset) == num_faces
@@ -212,6 +218,7 @@ def test_rerun_skips_a_finished_build(built, source):
     aligner = StandInAligner()
     again = build(source, out, aligner=aligner)
     assert again.skipped and aligner.calls == 0
+    assert build_summary(again).startswith("already built: ")
     assert again.path == first.path and again.num_examples == first.num_examples
 
 

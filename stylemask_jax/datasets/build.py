@@ -108,6 +108,25 @@ def build_dataset(src: str | os.PathLike, out_dir: str | os.PathLike, *, frame_s
     return BuildReport(data_path, False, len(dataset), dataset.metadata)
 
 
+def build_summary(report: BuildReport) -> str:
+    """The lines `stylemask dataset build` prints."""
+    meta = report.metadata
+    if report.skipped:
+        return f"already built: {report.path} ({report.num_examples} faces); nothing to do"
+    lines = [f"wrote {report.num_examples} faces from {meta.get('num_items')} photos/videos "
+             f"({meta.get('num_frames')} frames read) to {report.path}"]
+    if meta.get("num_no_face"):
+        listed = meta.get("no_face", [])
+        more = meta["num_no_face"] - len(listed)
+        lines.append(f"no face found in {meta['num_no_face']} frames: {', '.join(listed[:10])}"
+                     + (f" and {meta['num_no_face'] - 10} more" if meta["num_no_face"] > 10
+                        else "") + (f" ({more} not listed in the metadata)" if more else ""))
+    if meta.get("ignored_files"):
+        lines.append(f"ignored {len(meta['ignored_files'])} files that are neither photos nor "
+                     f"videos: {', '.join(meta['ignored_files'][:10])}")
+    return "\n".join(lines)
+
+
 def _num_examples(builder) -> int:
     return int(builder.info.splits["train"].num_examples)
 
