@@ -24,115 +24,11 @@ pytest.importorskip("array_record")
 from stylemask_jax.datasets import (build_dataset, build_summary, crop_landmarks,  # noqa: E402
                                     load_dataset, make_pairs, read_pairs, shard_indices,
                                     write_pairs)
-from stylemask_jax.datasets.crops import FaceCrop  # noqa: E402
 from stylemask_jax.errors import UserInputError  # noqa: E402
 
-FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures", "align")
-CLIP_FRAMES = 6
-VIDEO_FRAMES = 5
-
-
-def _photo(name: str) -> np.ndarray:
-    from PIL import Image
-    with Image.open(os.path.join(FIXTURES, name)) as img:
-        return np.asarray(img.convert("RGB"))
-
-
-def _save(path, image) -> None:
-    from PIL import Image
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    Image.fromarray(image).save(path)
-
-
-def _shifted(image: np.ndarray, dy: int, dx: int) -> np.ndarray:
-    """The photo moved by (dy, dx) pixels, borders repeated: a camera that moves a little."""
-    h, w, _ = image.shape
-    padded = np.pad(image, ((dy, 0), (dx, 0), (0, 0)), mode="edge")
-    return np.ascontiguousarray(padded[:h, :w])
-
-
-def _write_mp4(path: str, frames) -> None:
-    import imageio_ffmpeg
-    h, w, _ = frames[0].shape
-    writer = imageio_ffmpeg.write_frames(path, (w, h), fps=5, quality=9, macro_block_size=1,
-                                         ffmpeg_log_level="error")
-    writer.send(None)
-    for frame in frames:
-        writer.send(np.ascontiguousarray(frame))
-    writer.close()
-
-
-def make_source(root: str) -> str:
-    """SRC/solo.png, SRC/alice/{portrait.png, clip/000..005.png}, SRC/bob/{take.mp4, blank.png}."""
-    src = os.path.join(root, "src")
-    _save(os.path.join(src, "solo.png"), _photo("astronaut_small.png"))
-    _save(os.path.join(src, "alice", "portrait.png"), _photo("astronaut_edge.png"))
-    astronaut = _photo("astronaut.png")
-    for k in range(CLIP_FRAMES):
-        _save(os.path.join(src, "alice", "clip", f"{k:03d}.png"), _shifted(astronaut, 3 * k, 2 * k))
-    tilt = _photo("astronaut_tilt.png")[:688, :688]          # even sides for the encoder
-    os.makedirs(os.path.join(src, "bob"), exist_ok=True)
-    _write_mp4(os.path.join(src, "bob", "take.mp4"),
-               [_shifted(tilt, 2 * k, 3 * k) for k in range(VIDEO_FRAMES)])
-    _save(os.path.join(src, "bob", "blank.png"), np.full((300, 300, 3), 128, np.uint8))
-    with open(os.path.join(src, "notes.txt"), "w") as f:
-        f.write("not a photo\n")
-    return src
-
-
-# What the source holds, in build order: (identity, video, frames with a face).
-EXPECTED = [("alice", "alice/clip", list(range(CLIP_FRAMES))),
-            ("alice", "alice/portrait", [0]),
-            ("bob", "bob/take", list(range(VIDEO_FRAMES))),
-            ("solo", "solo", [0])]
-
-
-class StandInAligner:
-    """A centre square resized to 256 with fixed template landmarks; None for a flat image.
-
-    Counts its calls; `fail_at` makes call number `fail_at` raise (a crash mid-build).
-    """
-
-    def __init__(self, fail_at: int | None = None):
-        self.calls = 0
-        self.fail_at = fail_at
-        self.template = np.load(os.path.join(FIXTURES, "astronaut_landmarks.npy")) / 512.0
-
-    def __call__(self, frame: np.ndarray) -> FaceCrop | None:
-        from PIL import Image
-        self.calls += 1
-        if self.fail_at is not None and self.calls == self.fail_at:
-            raise RuntimeError("stand-in aligner crashed")
-        if frame.std() < 1.0:
-            return None
-        h, w, _ = frame.shape
-        side = min(h, w)
-        top, left = (h - side) // 2, (w - side) // 2
-        crop = Image.fromarray(frame[top:top + side, left:left + side]).resize((256, 256))
-        landmarks = (self.template * side + [left, top]).astype(np.float32)
-        quad = np.array([[left, top], [left, top + side], [left + side, top + side],
-                         [left + side, top]], np.float64)
-        return FaceCrop(np.asarray(crop), crop_landmarks(landmarks, quad), landmarks)
-
-
-def read_photo(path: str) -> np.ndarray:
-    from PIL import Image
-    with Image.open(path) as img:
-        return np.asarray(img.convert("RGB"))
-
-
-def read_video(path: str):
-    import imageio_ffmpeg
-    frames = imageio_ffmpeg.read_frames(path)
-    meta = next(frames)
-    w, h = meta["size"]
-    for buffer in frames:
-        yield np.frombuffer(buffer, np.uint8).reshape(h, w, 3)
-
-
-def build(src, out, aligner=None, **kwargs):
-    return build_dataset(src, out, aligner=aligner or StandInAligner(), read_photo=read_photo,
-                         read_video=read_video, progress=False, **kwargs)
+from dataset_utils import (CLIP_FRAMES, EXPECTED, FIXTURES, VIDEO_FRAMES,  # noqa: E402
+                           StandInAligner, clip_frame, photo, save, build, make_source,
+                           read_photo)
 
 
 @pytest.fixture(scope="module")
@@ -184,13 +80,9 @@ def test_build_counts_shapes_and_ids(built):
     video_rows = [i for i, (_, v, _) in enumerate(expected) if v == "bob/take"]
     assert not np.array_equal(dataset[video_rows[0]]["image"], dataset[video_rows[1]]["image"])
     # the stored crop is what the aligner produced for that frame
-    first = StandInAligner()(_clip_frame(0))
+    first = StandInAligner()(clip_frame(0))
     np.testing.assert_array_equal(dataset[0]["image"], first.image)
     np.testing.assert_array_equal(dataset[0]["landmarks"], first.landmarks)
-
-
-def _clip_frame(k: int) -> np.ndarray:
-    return _shifted(_photo("astronaut.png"), 3 * k, 2 * k)
 
 
 def test_crop_landmarks_through_the_quad():
@@ -256,7 +148,7 @@ def test_changed_source_is_refused_unless_overwrite(source, tmp_path):
     src = shutil.copytree(source, str(tmp_path / "src"))
     out = str(tmp_path / "data")
     first = build(src, out)
-    _save(os.path.join(src, "carol.png"), _photo("astronaut_small.png"))
+    save(os.path.join(src, "carol.png"), photo("astronaut_small.png"))
     with pytest.raises(UserInputError, match="has changed since"):
         build(src, out)
     report = build(src, out, overwrite=True)
@@ -275,7 +167,7 @@ def test_bad_sources_are_one_line_errors(tmp_path):
     with pytest.raises(UserInputError, match="deeper"):
         build(str(tmp_path / "deep"), str(tmp_path / "out"))
     noface = tmp_path / "noface"
-    _save(str(noface / "flat.png"), np.zeros((64, 64, 3), np.uint8))
+    save(str(noface / "flat.png"), np.zeros((64, 64, 3), np.uint8))
     with pytest.raises(UserInputError, match="no face"):
         build(str(noface), str(tmp_path / "out"))
     assert not os.path.exists(tmp_path / "out" / "stylemask_faces" / "stride1_maxall" / "1.0.0")
@@ -347,7 +239,7 @@ def test_builds_and_reads_with_tensorflow_unimportable(tmp_path):
         import importlib.util
         assert importlib.util.find_spec("tensorflow") is None
         sys.path.insert(0, {os.path.dirname(__file__)!r})
-        import test_dataset as t
+        import dataset_utils as t
         from stylemask_jax.datasets import load_dataset
         src = t.make_source({str(tmp_path)!r})
         report = t.build(src, {str(tmp_path / "data")!r}, max_frames=1)
