@@ -137,9 +137,14 @@ def test_failed_build_is_not_taken_for_finished(source, tmp_path):
         load_dataset(out)
     leftovers = [os.path.join(d, f) for d, _, files in os.walk(out) for f in files]
     assert not [p for p in leftovers if "array_record" in p or "dataset_info" in p], leftovers
+    # a build killed outright (no exception, so TFDS could not clean up) leaves this behind
+    killed = os.path.join(out, "stylemask_faces", "stride1_maxall", "incomplete.X1Y2Z3_1.0.0")
+    os.makedirs(killed)
+    open(os.path.join(killed, "stylemask_faces-train.array_record-00000-of-00001"), "w").close()
     aligner = StandInAligner()
     report = build(source, out, aligner=aligner)
     assert not report.skipped and aligner.calls == report.metadata["num_frames"]
+    assert not os.path.exists(killed)
     assert len(load_dataset(out)) == report.num_examples
 
 

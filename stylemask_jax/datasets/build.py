@@ -78,7 +78,7 @@ def build_dataset(src: str | os.PathLike, out_dir: str | os.PathLike, *, frame_s
     tfds = _tfds()
     from stylemask_jax.datasets.builder import StylemaskFaces, config_for
 
-    source = sources.scan_source(src)
+    source = sources.scan_source(os.path.abspath(os.fspath(src)))
     builder = StylemaskFaces(data_dir=os.fspath(out_dir), config=config_for(frame_stride,
                              max_frames), file_format="array_record", aligner=aligner,
                              max_detect_side=max_detect_side, read_photo=read_photo,
