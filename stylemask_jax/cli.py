@@ -193,6 +193,16 @@ def _run_invert(args):
 # the table of sub-commands
 # ---------------------------------------------------------------------------------------------
 
+def _add_compare(p):
+    from stylemask_jax.reference.compare import add_arguments
+    add_arguments(p)
+
+
+def _run_compare(args):
+    from stylemask_jax.reference.compare import run
+    return run(args)
+
+
 COMMANDS = [
     ("convert", "convert an official PyTorch checkpoint (torch-free, no pickled code runs)",
      _add_convert, _run_convert),
@@ -208,6 +218,8 @@ COMMANDS = [
      _add_evaluate, _run_evaluate),
     ("export", "export a trained mask network for `stylemask reenact` (and the PyTorch layout)",
      _add_export, _run_export),
+    ("compare", "compare the JAX networks with the PyTorch reference on your checkpoints "
+     "(needs the [torch] extra)", _add_compare, _run_compare),
 ]
 
 
@@ -215,7 +227,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="stylemask",
         description="StyleMask face reenactment in JAX: convert the official weights, generate, "
-                    "reenact, invert, train and evaluate.")
+                    "reenact, invert, train, evaluate and compare with the PyTorch reference.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, help_text, add_arguments, run in COMMANDS:
         p = sub.add_parser(name, help=help_text, description=help_text[:1].upper() + help_text[1:] + ".",
