@@ -1,6 +1,10 @@
-"""Real-face datasets (TFDS, array_record, no TensorFlow needed): build, read, shard, pair.
+"""Real-face datasets (TFDS, array_record, no TensorFlow needed): build, read, shard, pair,
+invert and evaluate.
 
     from stylemask_jax.datasets import build_dataset, load_dataset, make_pairs, shard_indices
+    report = build_dataset("faces/", "data/")          # `stylemask dataset build`
+    invert_dataset_e4e("data/", "weights/e4e")         # `stylemask invert --dataset`, per process
+    evaluate_dataset_workdir("runs/ffhq", "data/", protocol="self")   # `stylemask evaluate`
 
 The TFDS builder itself is `stylemask_jax.datasets.builder.StylemaskFaces`; it imports
 tensorflow_datasets, which this package only does inside the functions that need it.
@@ -9,9 +13,13 @@ tensorflow_datasets, which this package only does inside the functions that need
 from stylemask_jax.datasets.build import (BuildReport, FaceDataset, build_dataset, build_summary,
                                           load_dataset)
 from stylemask_jax.datasets.crops import FaceCrop, crop_landmarks
+from stylemask_jax.datasets.evaluate import evaluate_dataset, evaluate_dataset_workdir
+from stylemask_jax.datasets.invert import (invert_dataset, invert_dataset_e4e, load_codes,
+                                           save_codes)
 from stylemask_jax.datasets.pairs import make_pairs, read_pairs, write_pairs
 from stylemask_jax.datasets.shards import shard_bounds, shard_indices
 
-__all__ = ["BuildReport", "FaceCrop", "FaceDataset", "build_dataset", "build_summary", "crop_landmarks",
-           "load_dataset", "make_pairs", "read_pairs", "shard_bounds", "shard_indices",
-           "write_pairs"]
+__all__ = ["BuildReport", "FaceCrop", "FaceDataset", "build_dataset", "build_summary",
+           "crop_landmarks", "evaluate_dataset", "evaluate_dataset_workdir", "invert_dataset",
+           "invert_dataset_e4e", "load_codes", "load_dataset", "make_pairs", "read_pairs",
+           "save_codes", "shard_bounds", "shard_indices", "write_pairs"]

@@ -45,17 +45,26 @@ def evaluate_batch(mask_params, frozen, z_source, z_target, nets, config) -> dic
     w_tgt = method.encode_wplus(gen, gvars, z_target, "z", config.truncation, mean)
     out = method.reenact(gen, gvars, nets.mask_net, {"params": mask_params}, w_src, w_tgt)
     images = faces.loss_resolution(jnp.concatenate([out["source"], out["target"], out["reenacted"]]))
+    img_src, img_tgt, img_reen = jnp.split(images, 3)
+    return {**image_metrics(nets, frozen, config, img_src, img_tgt, img_reen),
+            "images": (img_src, img_tgt, img_reen)}
+
+
+def image_metrics(nets, frozen, config, source, target, reenacted) -> dict:
+    """Per-pair CSIM (reenacted vs source), pose and expression error (reenacted vs target).
+
+    source, target, reenacted: (B, 256, 256, 3) in [-1, 1]. Returns (B,) float32 each.
+    """
+    images = jnp.concatenate([source, target, reenacted])
     params = faces.deca_parameters(nets, frozen, images, config)
     _, tgt, reen = (jax.tree_util.tree_map(lambda x, i=i: jnp.split(x, 3)[i], params) for i in range(3))
-    img_src, img_tgt, img_reen = jnp.split(images, 3)
     angles_tgt = faces.head_angles_degrees(tgt["pose"][:, :3])
     angles_reen = faces.head_angles_degrees(reen["pose"][:, :3])
     return {
-        "csim": faces.csim(nets.irse, frozen["irse"], img_reen, img_src),
+        "csim": faces.csim(nets.irse, frozen["irse"], reenacted, source),
         "pose_error": metrics_lib.pose_error(angles_reen, angles_tgt),
         "expression_error": metrics_lib.expression_error(reen["pose"], reen["exp"], tgt["pose"],
                                                          tgt["exp"]),
-        "images": (img_src, img_tgt, img_reen),
     }
 
 

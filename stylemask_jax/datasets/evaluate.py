@@ -1,0 +1,147 @@
+"""The official metrics on real pairs of a face dataset: CSIM, pose error, expression error.
+
+    pairs = make_pairs(dataset, "self", num_pairs=1000, seed=0)
+    result = evaluate_dataset(dataset, pairs, nets, frozen, mask_params, config)
+    result["csim"], result["pose_error"], result["expression_error"]     # means over the pairs
+    result["per_pair"]                                                   # (n,) arrays
+
+For each (source, target) pair the source's W+ code (from `invert_dataset`, used unchanged:
+no truncation) is reenacted with the target's; the metrics compare the reenacted image with
+the real aligned crops of the dataset: CSIM = ArcFace cosine with the source crop, pose and
+expression errors = DECA head angles / expression against the target crop (the same functions
+as `training.evaluation`, one home in `faces` / `metrics`). Pairs run in fixed-size batches
+sharded over a 1-D 'data' mesh of this host's devices (the last batch padded), weights
+replicated; the result does not depend on the device count beyond float rounding.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import jax
+import numpy as np
+
+from stylemask_jax.datasets.build import FaceDataset, load_dataset
+from stylemask_jax.datasets.invert import load_codes
+from stylemask_jax.errors import UserInputError
+
+METRICS = ("csim", "pose_error", "expression_error")
+
+
+def pair_metrics(mask_params, frozen, w_source, w_target, source_images, target_images,
+                 nets, config) -> dict:
+    """Per-pair metrics of one batch: (b,) each.
+
+    w_source, w_target: (b, n_latent, style_dim) W+ codes; *_images: (b, 256, 256, 3) real
+    aligned crops in [-1, 1].
+    """
+    from stylemask_jax import faces
+    from stylemask_jax import reenact as method
+    from stylemask_jax.training.evaluation import image_metrics
+    gen, gvars = nets.generator, frozen["generator"]
+    s_src = method.style_codes(gen, gvars, w_source)
+    s_tgt = method.style_codes(gen, gvars, w_target)
+    mixed, _ = method.reenact_styles(nets.mask_net, {"params": mask_params}, s_src, s_tgt)
+    reenacted = faces.loss_resolution(method.synthesize(gen, gvars, mixed, w_source))
+    return image_metrics(nets, frozen, config, source_images, target_images, reenacted)
+
+
+def evaluate_dataset(data_dir, pairs, nets, frozen, mask_params, config, *, codes=None,
+                     batch_size: int = 8, mesh=None, out: str | None = None,
+                     progress: bool = True) -> dict:
+    """Means and per-pair values of CSIM, pose error and expression error over `pairs`.
+
+    data_dir: a dataset folder / build out_dir, or a `FaceDataset`.
+    pairs: int (n, 2) (source index, target index), e.g. from `make_pairs` / `read_pairs`.
+    nets, frozen, mask_params, config: as `training.evaluation` (e.g. `build_networks`).
+    codes: (N, n_latent, style_dim) W+ codes of every example (default: `load_codes`).
+    out: a .json file for the means, the per-pair values and the pairs.
+    """
+    from stylemask_jax.batching import iter_batches
+    from stylemask_jax.images import from_uint8
+    from stylemask_jax.sharding import data_mesh, data_sharding, replicated, round_to_mesh
+
+    dataset = data_dir if isinstance(data_dir, FaceDataset) else load_dataset(data_dir)
+    codes = load_codes(dataset) if codes is None else codes
+    pairs = np.asarray(pairs, np.int64).reshape(-1, 2)
+    if len(pairs) == 0:
+        raise UserInputError("no pairs to evaluate")
+    gen = nets.generator
+    if tuple(codes.shape[1:]) != (gen.n_latent, gen.style_dim):
+        raise UserInputError(f"{dataset.path}: W+ codes of shape {tuple(codes.shape[1:])}; the "
+                             f"generator takes ({gen.n_latent}, {gen.style_dim})")
+    if batch_size < 1:
+        raise UserInputError(f"--batch-size must be at least 1, got {batch_size}")
+    mesh = mesh or data_mesh(local=True)
+    batch = round_to_mesh(batch_size, mesh)
+    data, same = data_sharding(mesh), replicated(mesh)
+    fn = jax.jit(lambda p, f, *xs: pair_metrics(p, f, *xs, nets, config),
+                 in_shardings=(same, same, data, data, data, data), out_shardings=data)
+    params, weights = jax.device_put((mask_params, frozen), same)
+
+    def load(chunk):
+        def crops(indices):
+            return from_uint8(np.stack([ex["image"] for ex in dataset.examples(indices)]))
+        return [np.asarray(codes[chunk[:, 0]], np.float32),
+                np.asarray(codes[chunk[:, 1]], np.float32), crops(chunk[:, 0]), crops(chunk[:, 1])]
+
+    per_pair = {name: [] for name in METRICS}
+    for _, result in iter_batches(lambda *xs: fn(params, weights, *xs), [pairs], batch,
+                                  load=load, desc="evaluate" if progress else None, unit="pair"):
+        for name in METRICS:
+            per_pair[name].append(np.asarray(result[name], np.float64))
+    per_pair = {name: np.concatenate(values) for name, values in per_pair.items()}
+    means = {name: float(np.mean(values)) for name, values in per_pair.items()}
+    if out is not None:
+        write_metrics(out, means, per_pair, pairs, dataset)
+    return {**means, "num_pairs": len(pairs), "per_pair": per_pair}
+
+
+def write_metrics(path: str, means: dict, per_pair: dict, pairs: np.ndarray,
+                  dataset: FaceDataset) -> str:
+    """A .json file: the means, then one row per pair (indices and its three values)."""
+    rows = [{"source": int(s), "target": int(t),
+             **{name: float(per_pair[name][k]) for name in METRICS}}
+            for k, (s, t) in enumerate(pairs)]
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    with open(path + ".tmp", "w") as f:
+        json.dump({"dataset": dataset.path, "fingerprint": dataset.metadata.get("fingerprint"),
+                   "num_pairs": len(rows), **means, "pairs": rows}, f, indent=1)
+    os.replace(path + ".tmp", path)
+    return path
+
+
+def evaluate_dataset_workdir(workdir: str, data_dir, *, protocol: str, num_pairs: int = 1000,
+                             seed: int = 0, pairs_file: str | None = None,
+                             out_dir: str | None = None, batch_size: int = 8,
+                             config: str | None = None, overrides=()) -> dict:
+    """`stylemask evaluate --workdir RUN --dataset DATA_DIR --protocol self|cross`.
+
+    The latest mask parameters of a training run on real pairs of a dataset whose codes were
+    written by `invert_dataset`. The pairs come from `pairs_file` (written by an earlier run) or
+    are drawn with `seed`; both the pairs and the metrics are written to `out_dir` (default
+    WORKDIR/eval_dataset): pairs_PROTOCOL_NUM_seedSEED.json, metrics_PROTOCOL_NUM_seedSEED.json.
+    Returns {'step', 'csim', 'pose_error', 'expression_error', 'num_pairs', 'pairs_file',
+    'metrics_file'}.
+    """
+    from stylemask_jax.datasets.pairs import make_pairs, read_pairs, write_pairs
+    from stylemask_jax.training.checkpoints import restore_mask_params, workdir_config
+    dataset = load_dataset(data_dir, config)
+    codes = load_codes(dataset)                       # fail before the networks load
+    out_dir = out_dir or os.path.join(workdir, "eval_dataset")
+    if pairs_file is not None:
+        pairs = read_pairs(pairs_file, dataset)
+        tag = os.path.splitext(os.path.basename(pairs_file))[0].replace("pairs_", "", 1)
+    else:
+        pairs = make_pairs(dataset, protocol, num_pairs, seed)
+        tag = f"{protocol}_{num_pairs}_seed{seed}"
+        pairs_file = write_pairs(os.path.join(out_dir, f"pairs_{tag}.json"), dataset, pairs,
+                                 protocol, seed)
+    run_config = workdir_config(workdir, overrides)
+    nets, frozen, params, step = restore_mask_params(workdir, run_config)
+    metrics_file = os.path.join(out_dir, f"metrics_{tag}.json")
+    result = evaluate_dataset(dataset, pairs, nets, frozen, params, run_config, codes=codes,
+                              batch_size=batch_size, out=metrics_file)
+    result.pop("per_pair")
+    return {"step": step, **result, "pairs_file": pairs_file, "metrics_file": metrics_file}

@@ -1,0 +1,221 @@
+"""Inverting and evaluating a face dataset, sharded over processes and (simulated) devices.
+
+The dataset is the small one of tests/dataset_utils.py (stand-in aligner, 2 frames per video:
+6 faces). Inversion uses the e4e fixture (random weights, official layout); evaluation the tiny
+config's random networks with random W+ codes. The 2-device runs are subprocesses with
+XLA_FLAGS=--xla_force_host_platform_device_count=2 and must give the 1-device numbers.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+
+import flax.linen as nn
+import numpy as np
+import pytest
+
+pytest.importorskip("tensorflow_datasets")
+pytest.importorskip("array_record")
+
+from stylemask_jax.datasets import load_dataset, make_pairs  # noqa: E402
+from stylemask_jax.datasets.evaluate import evaluate_dataset  # noqa: E402
+from stylemask_jax.datasets.invert import (CODES_DIR, invert_dataset,  # noqa: E402
+                                           invert_dataset_e4e, load_codes, save_codes)
+from stylemask_jax.errors import UserInputError  # noqa: E402
+
+from dataset_utils import build, make_source  # noqa: E402
+
+E4E = os.path.join(os.path.dirname(__file__), "fixtures", "e4e", "e4e_small.pt")
+# Same float32 functions on other batch shapes (2 rows per device instead of 4 on one): XLA may
+# order the convolutions' sums differently, so agreement is to float32 rounding, not bits.
+CODES_ATOL = 1e-5
+METRICS_ATOL = 1e-5
+
+
+@pytest.fixture(scope="module")
+def dataset_path(tmp_path_factory):
+    root = str(tmp_path_factory.mktemp("faces"))
+    report = build(make_source(root), os.path.join(root, "data"), max_frames=2)
+    assert report.num_examples == 6
+    return report.path
+
+
+def _copy(dataset_path: str, tmp_path) -> str:
+    """The dataset folder without its codes (so a run elsewhere starts from nothing)."""
+    copy = str(tmp_path / "copy" / os.path.basename(dataset_path))
+    shutil.copytree(dataset_path, copy, ignore=shutil.ignore_patterns(CODES_DIR))
+    return copy
+
+
+def _run_on_two_devices(body: str) -> str:
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2",
+               JAX_PLATFORMS="cpu")
+    script = ("import sys, jax\nassert jax.local_device_count() == 2\n"
+              f"sys.path.insert(0, {os.path.dirname(__file__)!r})\n" + textwrap.dedent(body))
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            env=env, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result.stdout
+
+
+class TinyEncoder(nn.Module):
+    """A stand-in for e4e with its interface ((B, 256, 256, 3) -> (B, n_styles, 512)), small
+    enough for CPU tests; e4e itself runs in `test_invert_dataset_with_e4e` (slow)."""
+
+    n_styles: int = 4
+
+    @nn.compact
+    def __call__(self, x):
+        x = nn.Conv(8, (4, 4), strides=(4, 4))(x)                          # (B, 64, 64, 8)
+        x = nn.avg_pool(x, (8, 8), (8, 8)).reshape(x.shape[0], -1)         # (B, 512)
+        return nn.Dense(self.n_styles * 512)(x).reshape(x.shape[0], self.n_styles, 512)
+
+
+TINY_ENCODER = """
+import jax, jax.numpy as jnp, flax.linen as nn
+from test_dataset_inference import TinyEncoder
+encoder = TinyEncoder()
+variables = encoder.init(jax.random.key(0), jnp.zeros((1, 256, 256, 3)))
+"""
+
+
+def _tiny_encoder():
+    scope: dict = {}
+    exec(TINY_ENCODER, scope)
+    return scope["encoder"], scope["variables"]
+
+
+def _check_inversion(dataset_path, encoder, variables, batch_size, tmp_path):
+    """1 process x 1 device, then 2 processes x 2 devices on a copy: the same codes."""
+    import jax
+    import jax.numpy as jnp
+    path = invert_dataset(dataset_path, encoder, variables, batch_size=batch_size,
+                          process_index=0, process_count=1, progress=False)
+    codes = load_codes(dataset_path)
+    dataset = load_dataset(dataset_path)
+    assert codes.shape == (len(dataset), encoder.n_styles, 512) and codes.dtype == np.float32
+    crops = np.stack([dataset[i]["image"] for i in range(len(dataset))])
+    direct = jax.jit(encoder.apply)(variables, jnp.asarray(crops / 127.5 - 1.0, jnp.float32))
+    np.testing.assert_allclose(codes, np.asarray(direct), atol=CODES_ATOL, rtol=0)
+    stamp = os.stat(path).st_mtime_ns
+    assert invert_dataset(dataset_path, encoder, variables, process_index=0, process_count=1,
+                          progress=False) == path and os.stat(path).st_mtime_ns == stamp
+
+    copy = _copy(dataset_path, tmp_path)
+    with pytest.raises(UserInputError, match="no complete set"):
+        load_codes(copy)
+    return codes, copy
+
+
+def _two_processes_on_two_devices(copy: str, make_encoder: str, batch_size: int) -> None:
+    _run_on_two_devices(make_encoder + f"""
+from stylemask_jax.datasets.invert import invert_dataset
+for p in range(2):          # two processes, one after the other, each on 2 devices
+    invert_dataset({copy!r}, encoder, variables, batch_size={batch_size}, process_index=p,
+                   process_count=2, progress=False)
+""")
+    files = sorted(os.listdir(os.path.join(copy, CODES_DIR)))
+    assert files == ["wplus-00000-of-00002.json", "wplus-00000-of-00002.npy",
+                     "wplus-00001-of-00002.json", "wplus-00001-of-00002.npy"]
+
+
+def test_invert_dataset_over_processes_and_devices(dataset_path, tmp_path):
+    encoder, variables = _tiny_encoder()
+    codes, copy = _check_inversion(dataset_path, encoder, variables, 4, tmp_path)
+    _two_processes_on_two_devices(copy, TINY_ENCODER, batch_size=2)
+    np.testing.assert_allclose(load_codes(copy), codes, atol=CODES_ATOL, rtol=0)
+
+
+@pytest.mark.slow
+def test_invert_dataset_with_e4e(tmp_path):
+    """The same with the e4e fixture (125M random parameters in the official layout)."""
+    from stylemask_jax import cli
+    from stylemask_jax.models.e4e import load_e4e
+    root = str(tmp_path / "faces")
+    dataset_path = build(make_source(root), os.path.join(root, "data"), max_frames=2).path
+    e4e_dir = str(tmp_path / "e4e")
+    assert cli.main(["convert", "e4e", E4E, e4e_dir]) == 0
+    encoder, variables = load_e4e(e4e_dir)
+    codes, copy = _check_inversion(dataset_path, encoder, variables, 6, tmp_path)
+    _two_processes_on_two_devices(copy, f"""
+from stylemask_jax.models.e4e import load_e4e
+encoder, variables = load_e4e({e4e_dir!r})
+""", batch_size=2)
+    np.testing.assert_allclose(load_codes(copy), codes, atol=CODES_ATOL, rtol=0)
+    other = _copy(dataset_path, tmp_path / "other")
+    summary = invert_dataset_e4e(other, e4e_dir, batch_size=6, progress=False)
+    assert summary.startswith("wrote W+ codes (10, 512) of examples [0, 6) of 6 to ")
+    np.testing.assert_array_equal(load_codes(other), codes)
+
+
+@pytest.mark.slow
+def test_evaluate_dataset_on_one_and_two_devices(dataset_path, tmp_path):
+    """One process with 2 simulated devices evaluates on a 1-device and a 2-device mesh (the
+    tiny networks are built once: building and compiling them is most of the cost, 4.7 min of
+    wall time on the shared 2-core machine, hence `slow`)."""
+    copy = _copy(dataset_path, tmp_path)
+    out = {n: str(tmp_path / f"metrics_{n}.json") for n in (1, 2)}
+    _run_on_two_devices(f"""
+        import numpy as np
+        from configs import tiny
+        from stylemask_jax.datasets import load_dataset, make_pairs
+        from stylemask_jax.datasets.evaluate import evaluate_dataset
+        from stylemask_jax.datasets.invert import save_codes
+        from stylemask_jax.models.mask_net import init_mask_net
+        from stylemask_jax.sharding import data_mesh
+        from stylemask_jax.training.networks import build_networks
+        config = tiny.get_config()
+        nets, frozen = build_networks(config)
+        params = init_mask_net(nets.mask_net, jax.random.key(0))["params"]
+        dataset = load_dataset({copy!r})
+        gen = nets.generator
+        codes = np.random.default_rng(0).normal(size=(len(dataset), gen.n_latent, gen.style_dim))
+        save_codes(dataset, codes.astype(np.float32))
+        pairs = make_pairs(dataset, "cross", num_pairs=5, seed=0)      # 5: a padded batch
+        for n, out in {out!r}.items():
+            evaluate_dataset(dataset, pairs, nets, frozen, params, config, batch_size=4,
+                             mesh=data_mesh(n, local=True), out=out, progress=False)
+    """)
+    one, two = (json.load(open(out[n])) for n in (1, 2))
+    dataset = load_dataset(copy)
+    pairs = make_pairs(dataset, "cross", num_pairs=5, seed=0)
+    assert one["num_pairs"] == two["num_pairs"] == 5
+    assert [[r["source"], r["target"]] for r in one["pairs"]] == pairs.tolist()
+    for name in ("csim", "pose_error", "expression_error"):
+        values = np.array([row[name] for row in one["pairs"]])
+        assert np.all(np.isfinite(values)) and one[name] == pytest.approx(values.mean())
+        np.testing.assert_allclose([row[name] for row in two["pairs"]], values,
+                                   atol=METRICS_ATOL, rtol=0)
+    assert all(abs(row["csim"]) <= 1 + 1e-6 for row in one["pairs"])
+
+
+@pytest.mark.slow
+def test_evaluate_dataset_workdir(dataset_path, tmp_path):
+    """A 1-step tiny training run evaluated on dataset pairs; the written pair file replays."""
+    from configs import tiny
+    from stylemask_jax.datasets.evaluate import evaluate_dataset_workdir
+    from stylemask_jax.training import loop
+    from stylemask_jax.training.networks import build_networks
+    config = tiny.get_config()
+    config.num_steps = 1
+    config.checkpoint_every = 1
+    workdir = str(tmp_path / "run")
+    loop.train(config, workdir)
+    copy = _copy(dataset_path, tmp_path)
+    dataset = load_dataset(copy)
+    gen = build_networks(config)[0].generator
+    codes = np.random.default_rng(1).normal(size=(len(dataset), gen.n_latent, gen.style_dim))
+    save_codes(dataset, codes.astype(np.float32))
+    first = evaluate_dataset_workdir(workdir, copy, protocol="self", num_pairs=3, seed=0)
+    assert first["step"] == 1 and first["num_pairs"] == 3
+    assert os.path.basename(first["pairs_file"]) == "pairs_self_3_seed0.json"
+    assert os.path.isfile(first["metrics_file"])
+    again = evaluate_dataset_workdir(workdir, copy, protocol="self", pairs_file=first["pairs_file"],
+                                     out_dir=str(tmp_path / "again"))
+    for name in ("csim", "pose_error", "expression_error"):
+        assert again[name] == first[name]
