@@ -40,14 +40,9 @@ def shifted(image: np.ndarray, dy: int, dx: int) -> np.ndarray:
 
 
 def write_mp4(path: str, frames) -> None:
-    import imageio_ffmpeg
-    h, w, _ = frames[0].shape
-    writer = imageio_ffmpeg.write_frames(path, (w, h), fps=5, quality=9, macro_block_size=1,
-                                         ffmpeg_log_level="error")
-    writer.send(None)
-    for frame in frames:
-        writer.send(np.ascontiguousarray(frame))
-    writer.close()
+    from stylemask_jax.photos.video import VideoWriter
+    with VideoWriter(path, fps=5) as writer:
+        writer.write(np.stack(frames))
 
 
 def make_source(root: str) -> str:
@@ -103,24 +98,9 @@ class StandInAligner:
         return FaceCrop(np.asarray(crop), crop_landmarks(landmarks, quad), landmarks)
 
 
-def read_photo(path: str) -> np.ndarray:
-    from PIL import Image
-    with Image.open(path) as img:
-        return np.asarray(img.convert("RGB"))
-
-
-def read_video(path: str):
-    import imageio_ffmpeg
-    frames = imageio_ffmpeg.read_frames(path)
-    meta = next(frames)
-    w, h = meta["size"]
-    for buffer in frames:
-        yield np.frombuffer(buffer, np.uint8).reshape(h, w, 3)
-
-
 def build(src, out, aligner=None, **kwargs):
-    return build_dataset(src, out, aligner=aligner or StandInAligner(), read_photo=read_photo,
-                         read_video=read_video, progress=False, **kwargs)
+    """build_dataset with the stand-in aligner (photos and videos read by stylemask_jax.photos)."""
+    return build_dataset(src, out, aligner=aligner or StandInAligner(), progress=False, **kwargs)
 
 
 def clip_frame(k: int) -> np.ndarray:

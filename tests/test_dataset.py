@@ -27,8 +27,7 @@ from stylemask_jax.datasets import (build_dataset, build_summary, crop_landmarks
 from stylemask_jax.errors import UserInputError  # noqa: E402
 
 from dataset_utils import (CLIP_FRAMES, EXPECTED, FIXTURES, VIDEO_FRAMES,  # noqa: E402
-                           StandInAligner, clip_frame, photo, save, build, make_source,
-                           read_photo)
+                           StandInAligner, build, clip_frame, make_source, photo, save)
 
 
 @pytest.fixture(scope="module")
@@ -172,9 +171,14 @@ def test_bad_sources_are_one_line_errors(tmp_path):
     with pytest.raises(UserInputError, match="deeper"):
         build(str(tmp_path / "deep"), str(tmp_path / "out"))
     noface = tmp_path / "noface"
-    save(str(noface / "flat.png"), np.zeros((64, 64, 3), np.uint8))
+    save(str(noface / "flat.png"), np.zeros((128, 128, 3), np.uint8))
     with pytest.raises(UserInputError, match="no face"):
         build(str(noface), str(tmp_path / "out"))
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "photo.png").write_bytes(b"not a png")
+    with pytest.raises(UserInputError, match="photo.png: not an image"):
+        build(str(broken), str(tmp_path / "out"))
     assert not os.path.exists(tmp_path / "out" / "stylemask_faces" / "stride1_maxall" / "1.0.0")
     with pytest.raises(UserInputError, match="frame-stride"):
         build(str(noface), str(tmp_path / "out"), frame_stride=0)
