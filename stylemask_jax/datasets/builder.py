@@ -1,10 +1,11 @@
 """The TFDS builder of a real-face dataset: aligned 256 crops, landmarks and ids, in array_record.
 
 It runs without TensorFlow: every feature is a plain `tfds.features.Tensor` / `Scalar` /
-`Text` (serialised to tf.train.Example protos by TFDS's own numpy path, no `Image` feature,
-which would need TF to encode PNGs), the image is stored as raw bytes
-(`Encoding.BYTES`: about 40x faster to write than TFDS's default int64 list), and the file
-format is array_record, which `tfds.data_source` reads with random access.
+`Text` (serialised to tf.train.Example protos by TFDS's own numpy path; no `Image` feature,
+which would need TF to encode PNGs), the image is stored as raw bytes (`Encoding.BYTES`:
+TFDS's default for a uint8 tensor, an int64 list, serialises hundreds of times slower, see
+benchmarks/dataset.py), and the file format is array_record, which `tfds.data_source` reads
+with random access.
 
 Features of one example (one face in one frame):
 
