@@ -190,6 +190,39 @@ def _run_invert(args):
 
 
 # ---------------------------------------------------------------------------------------------
+# dataset
+# ---------------------------------------------------------------------------------------------
+
+def _add_dataset(p):
+    sub = p.add_subparsers(dest="dataset_command", metavar="ACTION", required=True)
+    build = sub.add_parser(
+        "build", help="align every face of a folder of photos or videos into a TFDS dataset",
+        description="Aligns every face of SRC (the official FFHQ crop from dlib's 68 landmarks) "
+                    "into a tensorflow-datasets dataset (array_record files, no TensorFlow "
+                    "needed) under --out. Layouts: SRC/PHOTO.png (one identity each), "
+                    "SRC/ID/PHOTO.png, SRC/ID/VIDEO.mp4, SRC/ID/VIDEO/FRAME.png. Re-running with "
+                    "the same source does nothing; frames without a face are skipped and counted.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    build.add_argument("src", metavar="SRC", help="folder of photos or of videos grouped by identity")
+    build.add_argument("--out", required=True, metavar="DATA_DIR", help="TFDS data_dir to write")
+    build.add_argument("--frame-stride", type=int, default=1, help="keep every n-th video frame")
+    build.add_argument("--max-frames", type=int, default=0,
+                       help="at most this many kept frames per video (0: all)")
+    build.add_argument("--max-detect-side", type=int, default=None,
+                       help="detect faces on a copy of at most this side (faster on large "
+                            "frames, landmarks ~1 px less exact); default: the full frame")
+    build.add_argument("--overwrite", action="store_true",
+                       help="rebuild when the source has changed since the last build")
+
+
+def _run_dataset(args):
+    from stylemask_jax.datasets.build import build_dataset, build_summary
+    print(build_summary(build_dataset(args.src, args.out, frame_stride=args.frame_stride,
+                                      max_frames=args.max_frames, overwrite=args.overwrite,
+                                      max_detect_side=args.max_detect_side)))
+
+
+# ---------------------------------------------------------------------------------------------
 # the table of sub-commands
 # ---------------------------------------------------------------------------------------------
 
@@ -218,6 +251,8 @@ COMMANDS = [
      _add_evaluate, _run_evaluate),
     ("export", "export a trained mask network for `stylemask reenact` (and the PyTorch layout)",
      _add_export, _run_export),
+    ("dataset", "build a dataset of aligned real faces with tensorflow-datasets (no TensorFlow)",
+     _add_dataset, _run_dataset),
     ("compare", "compare the JAX networks with the PyTorch reference on your checkpoints "
      "(needs the [torch] extra)", _add_compare, _run_compare),
 ]
