@@ -86,7 +86,11 @@ def _reflect_pad_blend(img: np.ndarray, pad, qsize: float) -> np.ndarray:
 
     Reflect padding whose far part fades into a Gaussian blur and the median colour.
     """
-    import scipy.ndimage
+    try:
+        import scipy.ndimage
+    except ImportError:
+        raise UserInputError('the FFHQ alignment pads faces near the border with scipy: install '
+                             'the photos extra (pip install -e ".[photos]")') from None
 
     left, top, right, bottom = (np.int64(p) for p in pad)
     out = np.pad(img.astype(np.float32), ((top, bottom), (left, right), (0, 0)), mode="reflect")
