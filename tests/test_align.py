@@ -110,6 +110,8 @@ def test_bad_inputs():
     _, photo, landmarks = _case("astronaut_small")
     with pytest.raises(UserInputError, match="68"):
         align_face(photo, landmarks[:60])
+    with pytest.raises(UserInputError, match="degenerate"):
+        align_face(photo, np.full((68, 2), 50.0))
     with pytest.raises(UserInputError, match="uint8"):
         align_face(photo.astype(np.float32), landmarks)
     crop, geometry = align_face(photo, landmarks)
