@@ -27,6 +27,10 @@ Frames without a face (`None`) get the last output (counted as `carried`); frame
 first detection get that first detection once it is known (`initial`, e.g. from
 `find_first_face`; counted as `filled`). A clip with no face at all is a UserInputError.
 
+Defaults (min_cutoff 0.5 Hz, beta 2, d_cutoff 1 Hz) favour a steady crop: at 30 fps with 1 px
+detection noise they cut the crop's jitter ~5x on a moving head and ~12x on a still one, for a
+lag of about 2 frames (`python -m benchmarks.smoothing` prints the figures).
+
 Landmarks: float (68, 2), x then y in pixels, iBUG 300-W order (dlib's 68 points).
 """
 
