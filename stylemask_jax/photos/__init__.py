@@ -1,4 +1,5 @@
-"""Real photos: robust loading, dlib 68-point landmarks, the official FFHQ alignment, paste back.
+"""Real photos and videos: robust loading, dlib 68-point landmarks, the official FFHQ alignment,
+paste back, video streaming and landmark smoothing.
 
 The modules import their optional dependencies (dlib, scipy) only when used, so importing this
 package is cheap; see each module's docstring.
