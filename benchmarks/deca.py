@@ -8,7 +8,7 @@ Random weights (the speed does not depend on them), full depth (3, 4, 6, 3). "fo
 crop + encoder; "forward+backward" also takes the gradient of a scalar of the 236 outputs with
 respect to the input images (what the training step needs). Each function is jitted once and
 timed after a warm-up call. `--torch` times the same computation in PyTorch the way the
-reference does it (tests/torch_reference/deca.py: kornia-0.4.1-style affine_grid/grid_sample
+reference does it (stylemask_jax/reference/deca.py: kornia-0.4.1-style affine_grid/grid_sample
 crop, a ResNet-50 of the same layout with BatchNorm in eval mode), for a same-machine
 comparison. Run from the repository root (the torch formulation is imported from tests/).
 The JAX rows "... +FLAME" add the FLAME decode of the predicted parameters (a random head
@@ -18,13 +18,14 @@ no FLAME.
 
 from __future__ import annotations
 
-import argparse
 import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from benchmarks import harness
+from benchmarks.harness import timed
 from stylemask_jax.models import flame as flame_lib
 from stylemask_jax.models.deca import RESNET50_BLOCKS, init_deca, split_params
 from stylemask_jax.ops.deca_crop import FFHQ_FIXED_BOX, deca_crop
@@ -39,18 +40,6 @@ def random_inputs(batch: int, size: int, seed: int = 0):
     t = rng.uniform(0, 1, (batch, 68, 2))
     landmarks = box[:, None, :2] + t * (box[:, None, 2:] - box[:, None, :2])
     return images, landmarks.astype(np.float32)
-
-
-def timed(fn, args, iters: int) -> tuple[float, float]:
-    """(first call incl. compile in s, mean seconds per call afterwards)."""
-    start = time.perf_counter()
-    jax.block_until_ready(fn(*args))
-    first = time.perf_counter() - start
-    start = time.perf_counter()
-    for _ in range(iters):
-        out = fn(*args)
-    jax.block_until_ready(out)
-    return first, (time.perf_counter() - start) / iters
 
 
 def bench_jax(batch, size, iters, dtype):
@@ -90,8 +79,8 @@ def bench_jax(batch, size, iters, dtype):
 
 def bench_torch(batch, size, iters):
     import torch
-    from tests.torch_reference.deca import RESNET50_BLOCKS as TORCH_BLOCKS
-    from tests.torch_reference.deca import TorchDecaEncoder, deca_crop
+    from stylemask_jax.reference.deca import RESNET50_BLOCKS as TORCH_BLOCKS
+    from stylemask_jax.reference.deca import TorchDecaEncoder, deca_crop
     model = TorchDecaEncoder(TORCH_BLOCKS).eval()
     images, landmarks = (torch.from_numpy(a) for a in random_inputs(batch, size))
     images = images.permute(0, 3, 1, 2).contiguous()
@@ -119,14 +108,15 @@ def bench_torch(batch, size, iters):
     return rows
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def add_arguments(parser):
     parser.add_argument("--batch", type=int, default=12)
     parser.add_argument("--size", type=int, default=256, help="input image side")
     parser.add_argument("--iters", type=int, default=5)
     parser.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32")
     parser.add_argument("--torch", action="store_true", help="also time the PyTorch formulation")
-    args = parser.parse_args(argv)
+
+
+def run(args):
 
     device = jax.devices()[0]
     print(f"DECA crop + E_flame (ResNet-50 {RESNET50_BLOCKS}), batch {args.batch}, "
@@ -139,6 +129,11 @@ def main(argv=None):
     for impl, name, first, per_call in rows:
         print(f"| {impl:<28} | {name:<16} | {first:12.2f} | {per_call * 1e3:9.1f} | "
               f"{args.batch / per_call:8.1f} |")
+
+
+
+def main(argv=None):
+    return harness.main(__doc__, add_arguments, run, argv=argv)
 
 
 if __name__ == "__main__":

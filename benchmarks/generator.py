@@ -11,7 +11,7 @@ synthesis with the stored noise buffers), rosinality layouts with channel multip
 Measured:
   jax      `jax.jit(gen.apply)` of stylemask_jax.models.stylegan2 (batched modulated conv,
            polyphase up-sampling conv + separable blur). "compile s" is lower + compile.
-  torch    tests/torch_reference/stylegan2.py under no_grad: per-sample modulated weights and
+  torch    stylemask_jax/reference/stylegan2.py under no_grad: per-sample modulated weights and
            grouped convs, conv_transpose2d (stride 2) + FIR blur as a depthwise conv2d after zero
            insertion: the official code's formulation (its CUDA kernels aside).
   roofline the generator's convolutions alone, as plain convs with the generator's shapes,
@@ -38,9 +38,6 @@ reference at 1024 needs ~2.5 GiB per image), unless `--force`.
 
 from __future__ import annotations
 
-import argparse
-import json
-import math
 import statistics
 import sys
 import time
@@ -48,20 +45,12 @@ import time
 from benchmarks import harness
 
 MODULE = "benchmarks.generator"
-CHANNELS_1024 = (512, 512, 512, 512, 512, 256, 128, 64, 32)  # resolutions 4 .. 1024
-
-
-def arch_for(size: int) -> dict:
-    """The rosinality layout (channel multiplier 2) of a `size` generator."""
-    n = int(math.log2(size)) - 1
-    return dict(size=size, style_dim=512, n_mlp=8, lr_mlp=0.01, channels=list(CHANNELS_1024[:n]),
-                blur_kernel=[1, 3, 3, 1])
 
 
 def conv_shapes(size: int) -> list[dict]:
     """The roofline convs: (resolution, cin, cout, k, what) with equal FLOPs to the generator's
     3x3 style convs (ToRGB's 1x1 convs are left out, see the module docstring)."""
-    channels = arch_for(size)["channels"]
+    channels = harness.arch_for(size)["channels"]
     shapes = [dict(res=4, cin=channels[0], cout=channels[0], k=3, what="conv 4")]
     for r in range(1, len(channels)):
         res = 4 * 2 ** r
@@ -83,7 +72,7 @@ def build_jax(size: int, batch: int):
     import jax.numpy as jnp
     from stylemask_jax.models.stylegan2 import Generator, init_variables
 
-    gen = Generator.from_arch(arch_for(size))
+    gen = Generator.from_arch(harness.arch_for(size))
     variables = jax.jit(lambda key: init_variables(gen, key))(jax.random.key(0))
     z = jax.random.normal(jax.random.key(1), (batch, 512), jnp.float32)
     jax.block_until_ready((variables, z))
@@ -98,10 +87,9 @@ def build_torch(size: int, batch: int):
     import numpy as np
     import torch
     harness.set_torch_threads()
-    harness.tests_on_path()
-    from torch_reference.stylegan2 import build_generator, random_state_dict
+    from stylemask_jax.reference.stylegan2 import build_generator, random_state_dict
 
-    arch = arch_for(size)
+    arch = harness.arch_for(size)
     gen = build_generator(random_state_dict(arch, 0), arch)
     z = torch.from_numpy(np.random.default_rng(1).standard_normal((batch, 512)).astype(np.float32))
 
@@ -197,7 +185,7 @@ def worker_breakdown(spec: dict) -> dict:
     from stylemask_jax.ops.upfirdn import upsample2d
 
     batch, rng = spec["batch"], np.random.default_rng(0)
-    channels = arch_for(spec["size"])["channels"]
+    channels = harness.arch_for(spec["size"])["channels"]
     plain = jax.jit(lambda x, w: jax.lax.conv_general_dilated(
         x, w, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")))
     modconv = {up: jax.jit(lambda x, w, s, up=up: modulated_conv2d(x, w, s, upsample=up))
@@ -382,7 +370,7 @@ def report(args, memory: dict, timing: dict, breakdown) -> str:
                          harness.fmt(best and best * 1e3, ",.0f"), harness.fmt(med and med * 1e3, ",.0f"),
                          harness.fmt(cpu), harness.fmt(best and batch / best, ".3f"),
                          harness.mib(m.get("rss_peak")), harness.mib(m.get("xla_total")),
-                         harness.fmt(ratio, ".2f") + ("x" if ratio else ""),
+                         harness.times(ratio),
                          harness.fmt(pct, ".0f") + ("%" if pct else ""), note])
         if "roof_jax" in sm["best"]:
             gflop = sum(conv_flops(s, batch) for s in conv_shapes(size)) / 1e9
@@ -456,17 +444,10 @@ def breakdown_table(r: dict, size: int, batch: int) -> str:
                                       "plain 3x3 ms", "plain/modulated", "ToRGB skip up ms"], rows))
 
 
-def parse_ints(text: str) -> list[int]:
-    return [int(t) for t in text.replace(" ", "").split(",") if t]
-
-
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
-                                     epilog="\n".join(__doc__.splitlines()[1:]),
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sizes", type=parse_ints, default=[256, 1024],
+def add_arguments(parser):
+    parser.add_argument("--sizes", type=harness.parse_ints, default=[256, 1024],
                         help="generator layouts, comma-separated (default 256,1024)")
-    parser.add_argument("--batches", type=parse_ints, default=[1, 8],
+    parser.add_argument("--batches", type=harness.parse_ints, default=[1, 8],
                         help="batch sizes, comma-separated (default 1,8)")
     parser.add_argument("--warmup", type=int, default=1, help="untimed calls first (default 1)")
     parser.add_argument("--iters", type=int, default=3, help="timed calls (default 3)")
@@ -476,13 +457,10 @@ def main(argv=None):
     parser.add_argument("--force", action="store_true",
                         help="run torch even where batch 1's memory times the batch exceeds the RAM")
     parser.add_argument("--timeout", type=float, default=3600, help="seconds per configuration")
-    parser.add_argument("--worker", help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
-    if args.worker:
-        spec = json.loads(args.worker)
-        harness.emit(WORKERS[spec["impl"]](spec))
-        return
-    run_all(args)
+
+
+def main(argv=None):
+    return harness.main(__doc__, add_arguments, run_all, WORKERS, argv)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,8 @@
-"""Shared machinery of the generator / reenact / train-step benchmarks.
+"""Shared machinery of the benchmarks: one `main()`, worker processes, timing, tables.
+
+`main(__doc__, add_arguments, run, workers)` is every benchmark's entry point: it builds the
+parser from the module docstring, and either runs one worker configuration (`--worker JSON`,
+the `impl` key picks the function in `workers`) or `run(args)`, the parent.
 
 Every configuration runs in its own worker process (`python -m benchmarks.NAME --worker JSON`),
 so that peak memory is that configuration's alone and nothing compiled or allocated by one
@@ -18,6 +22,7 @@ Peak memory as measured here:
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
@@ -31,6 +36,64 @@ from typing import Any, Callable
 
 RESULT_TAG = "@@RESULT "
 MIB = 1024 * 1024
+CHANNELS_1024 = (512, 512, 512, 512, 512, 256, 128, 64, 32)  # generator resolutions 4 .. 1024
+
+
+def main(doc: str, add_arguments: Callable, run: Callable, workers: dict | None = None,
+         argv=None) -> int:
+    """Parses the command line (description and epilog from `doc`) and dispatches: with
+    `--worker JSON` (when `workers` is given) prints `workers[spec['impl']](spec)` as one
+    `@@RESULT` line; otherwise calls `run(args)`."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0],
+                                     epilog="\n".join(doc.splitlines()[1:]),
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(parser)
+    if workers:
+        parser.add_argument("--worker", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if workers and args.worker:
+        spec = json.loads(args.worker)
+        emit(workers[spec["impl"]](spec))
+        return 0
+    run(args)
+    return 0
+
+
+def parse_ints(text: str) -> list[int]:
+    """'1,8' -> [1, 8] (for comma-separated options)."""
+    return [int(t) for t in text.replace(" ", "").split(",") if t]
+
+
+def parse_choices(allowed):
+    """An argparse `type` for a comma-separated subset of `allowed`."""
+    def parse(text: str) -> list[str]:
+        items = [t for t in text.split(",") if t]
+        bad = [t for t in items if t not in allowed]
+        if bad:
+            raise argparse.ArgumentTypeError(f"unknown {bad}; choose from {','.join(allowed)}")
+        return items
+    return parse
+
+
+def arch_for(size: int) -> dict:
+    """The rosinality layout (channel multiplier 2) of a `size` generator."""
+    import math
+    n = int(math.log2(size)) - 1
+    return dict(size=size, style_dim=512, n_mlp=8, lr_mlp=0.01, channels=list(CHANNELS_1024[:n]),
+                blur_kernel=[1, 3, 3, 1])
+
+
+def timed(fn, args, iters: int) -> tuple[float, float]:
+    """(first call incl. compile in s, mean seconds per call afterwards) of a JAX function."""
+    import jax
+    start = time.perf_counter()
+    jax.block_until_ready(fn(*args))
+    first = time.perf_counter() - start
+    start = time.perf_counter()
+    for _ in range(iters):
+        out = fn(*args)
+    jax.block_until_ready(out)
+    return first, (time.perf_counter() - start) / iters
 
 
 def load_average() -> str:
@@ -197,13 +260,10 @@ def fmt(value, spec: str = ".2f", missing: str = "-") -> str:
     return missing if value is None else format(value, spec)
 
 
+def times(value) -> str:
+    """A speed ratio cell: '4.20x', or '-' when there is none."""
+    return fmt(value, ".2f") + ("x" if value else "")
+
+
 def mib(value) -> str:
     return "-" if not value else f"{value / MIB:,.0f}"
-
-
-def tests_on_path() -> None:
-    """Makes `tests/torch_reference` importable as `torch_reference` (the PyTorch references)."""
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    path = os.path.join(root, "tests")
-    if path not in sys.path:
-        sys.path.insert(0, path)

@@ -12,22 +12,22 @@ units) and e4e for a 1024 generator (18 style blocks). Rows:
   e4e inversion      256x256 image -> 18 W+ codes
 
 Each function is jitted once and timed after a warm-up call. `--torch` times the same layouts
-written with torch.nn (tests/torch_reference/irse.py; eval mode, no_grad for the forward rows),
+written with torch.nn (stylemask_jax/reference/irse.py; eval mode, no_grad for the forward rows),
 the way the reference runs them, with torch's default thread count. Run from the repository
 root (the torch formulation is imported from tests/).
 """
 
 from __future__ import annotations
 
-import argparse
 import functools
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from benchmarks.deca import timed as seconds_per_call  # (first call, mean s per later call)
-from stylemask_jax.losses import identity_loss
+from benchmarks import harness
+from benchmarks.harness import timed as seconds_per_call  # (first call, mean s per later call)
+from stylemask_jax.faces import identity_loss
 from stylemask_jax.models.e4e import init_e4e, n_styles_for
 from stylemask_jax.models.irse import face_embeddings, init_irse
 
@@ -51,8 +51,8 @@ def jax_rows(batches, dtype, iters, output_size):
 
 def torch_rows(batches, iters, output_size):
     import torch
-    from tests.torch_reference.irse import TorchE4E, TorchIRSE
-    from tests.torch_reference.irse import identity_loss as torch_identity_loss
+    from stylemask_jax.reference.irse import TorchE4E, TorchIRSE
+    from stylemask_jax.reference.irse import identity_loss as torch_identity_loss
     torch.manual_seed(0)
     irse, e4e = TorchIRSE().eval(), TorchE4E(n_styles_for(output_size)).eval()
     for p in irse.parameters():
@@ -81,14 +81,15 @@ def torch_rows(batches, iters, output_size):
     return rows
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def add_arguments(parser):
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 12])
     parser.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32")
     parser.add_argument("--iters", type=int, default=3, help="timed calls after the warm-up")
     parser.add_argument("--output-size", type=int, default=1024, help="generator size for e4e")
     parser.add_argument("--torch", action="store_true", help="also time a PyTorch formulation")
-    args = parser.parse_args(argv)
+
+
+def run(args):
     dtype = jnp.bfloat16 if args.dtype == "bfloat16" else jnp.float32
     rows = jax_rows(args.batches, dtype, args.iters, args.output_size)
     if args.torch:
@@ -98,6 +99,11 @@ def main(argv=None):
     print(f"{'impl':6} {'what':18} {'batch':>5} {'first call s':>12} {'ms/call':>10} {'images/s':>9}")
     for impl, name, b, first, per_call in rows:
         print(f"{impl:6} {name:18} {b:5d} {first:12.2f} {per_call * 1e3:10.1f} {b / per_call:9.2f}")
+
+
+
+def main(argv=None):
+    return harness.main(__doc__, add_arguments, run, argv=argv)
 
 
 if __name__ == "__main__":

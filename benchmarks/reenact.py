@@ -13,9 +13,9 @@ A "pair" is one source, one target and one reenacted image at 1024x1024.
          result s" = lower + compile + the first call.
   torch  the official inference script's formulation: for each pair, z -> W+ (truncated) ->
          source image, z -> target image, mask network on the two style codes, mixing, decode
-         the reenacted image, all at batch 1 with tests/torch_reference/stylegan2.py (grouped
+         the reenacted image, all at batch 1 with stylemask_jax/reference/stylegan2.py (grouped
          per-sample convs, conv_transpose + blur) and the torch mask network of
-         tests/torch_reference/stylemask.py, under no_grad. "first result s" = the first pair.
+         stylemask_jax/reference/stylemask.py, under no_grad. "first result s" = the first pair.
          Its per-pair cost does not depend on B; B only sets how many pairs one timed call runs.
 
 Per batch, one worker process per library produces only the first result (compile time, time
@@ -28,14 +28,11 @@ compiled (for its memory figure) but not run, unless `--force`.
 
 from __future__ import annotations
 
-import argparse
-import json
 import statistics
 import sys
 import time
 
 from benchmarks import harness
-from benchmarks.generator import arch_for, parse_ints
 
 MODULE = "benchmarks.reenact"
 NUM_CONTROL, TRUNCATION = 12, 0.7
@@ -49,7 +46,7 @@ def build_jax(size: int, batch: int):
     from stylemask_jax.models.stylegan2 import Generator, init_variables, mean_latent
     from stylemask_jax.reenact import make_encode_fn, make_reenact_fn
 
-    gen = Generator.from_arch(arch_for(size))
+    gen = Generator.from_arch(harness.arch_for(size))
     gvars = jax.jit(lambda key: init_variables(gen, key))(jax.random.key(0))
     mask_net = MaskNet(tuple(gen.style_dims[:NUM_CONTROL]))
     mvars = init_mask_net(mask_net, jax.random.key(1))
@@ -70,11 +67,10 @@ def build_torch(size: int, batch: int):
     import numpy as np
     import torch
     harness.set_torch_threads()
-    harness.tests_on_path()
-    from torch_reference.stylegan2 import build_generator, random_state_dict
-    from torch_reference.stylemask import TorchMaskNet, mix_styles
+    from stylemask_jax.reference.stylegan2 import build_generator, random_state_dict
+    from stylemask_jax.reference.stylemask import TorchMaskNet, mix_styles
 
-    arch = arch_for(size)
+    arch = harness.arch_for(size)
     gen = build_generator(random_state_dict(arch, 0), arch)
     torch.manual_seed(0)
     widths = [arch["channels"][i // 2] for i in range(min(NUM_CONTROL, 2 * len(arch["channels"]) - 1))]
@@ -168,8 +164,8 @@ def report(args, memory: dict, timing: dict) -> str:
                          harness.fmt(b, ".1f"), harness.fmt(med.get(lib), ".1f"),
                          harness.fmt(cpu_med.get(lib), ".1f"), harness.fmt(b and batch / b, ".3f"),
                          harness.mib(m.get("rss_peak")), harness.mib(m.get("xla_total")),
-                         harness.fmt(ratio, ".2f") + ("x" if ratio else ""),
-                         harness.fmt(ratio_cpu, ".2f") + ("x" if ratio_cpu else ""), note])
+                         harness.times(ratio),
+                         harness.times(ratio_cpu), note])
     out.append(harness.markdown_table(
         ["batch", "impl", "compile s", "first result s", "best s/batch", "median s", "CPU s",
          "pairs/s", "RSS peak MiB", "XLA total MiB", "JAX/torch", "JAX/torch CPU", "note"], rows))
@@ -184,18 +180,15 @@ def report(args, memory: dict, timing: dict) -> str:
     return "\n".join(out)
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
-                                     epilog="\n".join(__doc__.splitlines()[1:]),
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--batches", type=parse_ints, default=[1, 8],
+def add_arguments(parser):
+    parser.add_argument("--batches", type=harness.parse_ints, default=[1, 8],
                         help="pairs per call, comma-separated (default 1,8; the issue asks for "
                              "1,8,32: 32 is 96 images at 1024, minutes per call on a CPU)")
     parser.add_argument("--size", type=int, default=1024,
                         help="generator layout (default 1024, the paper's; smaller for a quick check)")
-    parser.add_argument("--impls", type=lambda t: t.split(","), default=["jax", "torch"],
-                        help="jax,torch (default both)")
-    parser.add_argument("--torch-batches", type=parse_ints, default=[1, 8],
+    parser.add_argument("--impls", type=harness.parse_choices(("jax", "torch")),
+                        default=["jax", "torch"], help="jax,torch (default both)")
+    parser.add_argument("--torch-batches", type=harness.parse_ints, default=[1, 8],
                         help="batches at which torch runs (default 1,8: its per-pair loop costs the "
                              "same per pair at any B, and 32 pairs is ~6 min per timed loop on 2 "
                              "cores)")
@@ -205,15 +198,9 @@ def main(argv=None):
     parser.add_argument("--force", action="store_true",
                         help="run JAX batches even when XLA's memory estimate exceeds the RAM")
     parser.add_argument("--timeout", type=float, default=5400, help="seconds per configuration")
-    parser.add_argument("--worker", help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
-    if args.worker:
-        spec = json.loads(args.worker)
-        harness.emit(WORKERS[spec["impl"]](spec))
-        return
-    bad = [i for i in args.impls if i not in ("jax", "torch")]
-    if bad:
-        parser.error(f"--impls: unknown {bad}; choose from jax,torch")
+
+
+def run_all(args):
     memory, timing = {}, {}
     for batch in args.batches:
         for lib in args.impls:
@@ -229,6 +216,10 @@ def main(argv=None):
                         iters=args.iters, **runs)
             timing[batch] = harness.run_worker(MODULE, spec, args.timeout)
     print(report(args, memory, timing))
+
+
+def main(argv=None):
+    return harness.main(__doc__, add_arguments, run_all, WORKERS, argv)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ and ArcFace, the losses, backward, Adam with coupled weight decay.
 
   jax        `stylemask_jax.training.loop.make_train_step` (jit, state donated), config.remat False
   jax-remat  the same with config.remat True (generator/DECA/ArcFace activations recomputed)
-  torch      tests/torch_reference/stylemask.py `Objective` (the same objective written with the
+  torch      stylemask_jax/reference/stylemask.py `Objective` (the same objective written with the
              torch references: grouped per-sample convs, conv_transpose + blur, kornia-style
              crop) in float32, `total.backward()` and torch.optim.Adam(lr 1e-4, weight_decay
              5e-4) on the mask network; frozen networks have requires_grad False.
@@ -28,13 +28,10 @@ batch exceeds 85% of the available RAM (unless `--force`).
 
 from __future__ import annotations
 
-import argparse
-import json
 import sys
 import time
 
 from benchmarks import harness
-from benchmarks.generator import parse_ints
 
 MODULE = "benchmarks.train_step"
 FLAME_GRID = (71, 71)  # random_flame rings x segments: 5041 vertices (FLAME: 5023)
@@ -60,14 +57,15 @@ def random_flame_model(config):
 
 def worker_jax(spec: dict) -> dict:
     import jax
+    from stylemask_jax.sharding import data_mesh
     from stylemask_jax.training import loop, networks, state as state_lib
 
     config = full_size_config(spec["batch"], spec["impl"] == "jax-remat", spec["config"])
     nets, frozen = networks.build_networks(config)
     frozen = dict(frozen, flame=random_flame_model(config))
-    mesh = loop.make_mesh()
+    mesh = data_mesh()
     optimizer = state_lib.make_optimizer(config.learning_rate, config.weight_decay)
-    state = loop.initial_state(nets, config, optimizer, mesh)
+    state = state_lib.initial_state(nets, config, optimizer, mesh)
     batch = loop.global_batch(loop.host_batch(state.key, 0, config, nets.generator.style_dim), mesh)
     jax.block_until_ready((frozen, state, batch))
     step = loop.make_train_step(nets, config, optimizer, mesh)
@@ -95,7 +93,7 @@ def worker_jax(spec: dict) -> dict:
 def torch_flame(model, torch):
     """A TorchFlame holding the arrays of a JAX FlameModel (raw FLAME/embedding layouts)."""
     import numpy as np
-    from torch_reference.flame import EXP_OFFSET, N_EXP, N_SHAPE, TorchFlame
+    from stylemask_jax.reference.flame import EXP_OFFSET, N_EXP, N_SHAPE, TorchFlame
     a = lambda x: np.asarray(x)  # noqa: E731
     v = a(model.v_template).shape[0]
     shapedirs = np.zeros((v, 3, EXP_OFFSET + N_EXP), np.float32)
@@ -117,11 +115,10 @@ def worker_torch(spec: dict) -> dict:
     import numpy as np
     import torch
     harness.set_torch_threads()
-    harness.tests_on_path()
-    from torch_reference.deca import TorchDecaEncoder
-    from torch_reference.irse import TorchIRSE
-    from torch_reference.stylegan2 import build_generator, random_state_dict
-    from torch_reference.stylemask import Objective, TorchMaskNet
+    from stylemask_jax.reference.deca import TorchDecaEncoder
+    from stylemask_jax.reference.irse import TorchIRSE
+    from stylemask_jax.reference.stylegan2 import build_generator, random_state_dict
+    from stylemask_jax.reference.stylemask import Objective, TorchMaskNet
 
     if spec["config"] != "ffhq1024":
         raise SystemExit("the torch step is only set up for --config ffhq1024")
@@ -184,7 +181,7 @@ def report(args, results: dict) -> str:
                      harness.fmt(r["cpu_s"], ".1f"), harness.fmt(batch / r["min_s"], ".3f"),
                      harness.mib(r.get("rss_peak")), harness.mib(r.get("xla_total")),
                      harness.mib(r.get("xla_temp")),
-                     harness.fmt(ratio, ".2f") + ("x" if ratio else ""), ""])
+                     harness.times(ratio), ""])
     out.append(harness.markdown_table(
         ["batch", "impl", "compile s", "first step s", "best s/step", "median s", "CPU s",
          "pairs/s", "RSS peak MiB", "XLA total MiB", "XLA temp MiB", "JAX/torch", "note"], rows))
@@ -197,15 +194,12 @@ def report(args, results: dict) -> str:
     return "\n".join(out)
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
-                                     epilog="\n".join(__doc__.splitlines()[1:]),
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--batches", type=parse_ints, default=[1],
+def add_arguments(parser):
+    parser.add_argument("--batches", type=harness.parse_ints, default=[1],
                         help="global batch sizes, comma-separated (default 1; the issue asks "
                              "for 1,4,12: on a 2-core CPU batch 4 is minutes per step and "
                              "batch 12 needs more RAM than such a machine has)")
-    parser.add_argument("--impls", type=lambda t: t.split(","), default=list(IMPLS),
+    parser.add_argument("--impls", type=harness.parse_choices(IMPLS), default=list(IMPLS),
                         help="jax,jax-remat,torch (default all)")
     parser.add_argument("--config", choices=("ffhq1024", "tiny"), default="ffhq1024",
                         help="configs/NAME.py (tiny: a quick JAX-only check of this script)")
@@ -216,15 +210,9 @@ def main(argv=None):
     parser.add_argument("--force", action="store_true",
                         help="run even when the memory estimate exceeds the available RAM")
     parser.add_argument("--timeout", type=float, default=7200, help="seconds per configuration")
-    parser.add_argument("--worker", help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
-    if args.worker:
-        spec = json.loads(args.worker)
-        harness.emit(WORKERS[spec["impl"]](spec))
-        return
-    bad = [i for i in args.impls if i not in IMPLS]
-    if bad:
-        parser.error(f"--impls: unknown {bad}; choose from {','.join(IMPLS)}")
+
+
+def run_all(args):
     if args.memory_only:
         args.impls = [i for i in args.impls if i != "torch"]
     results = {}
@@ -242,6 +230,10 @@ def main(argv=None):
                     continue
             results[(batch, impl)] = harness.run_worker(MODULE, spec, args.timeout)
     print(report(args, results))
+
+
+def main(argv=None):
+    return harness.main(__doc__, add_arguments, run_all, WORKERS, argv)
 
 
 if __name__ == "__main__":

@@ -7,6 +7,8 @@ import importlib
 import importlib.util
 import sys
 
+from stylemask_jax.guard import run_guarded
+
 # network name -> module; each module defines DESCRIPTION, add_arguments(parser) and run(args).
 NETWORKS = {
     "stylegan2": "convert_weights.stylegan2",
@@ -35,7 +37,6 @@ def add_subparsers(parser: argparse.ArgumentParser) -> None:
 
 
 def main(argv=None) -> int:
-    from stylemask_jax.cli import run_guarded
     parser = argparse.ArgumentParser(
         prog="python -m convert_weights",
         description="Convert an official PyTorch checkpoint to a stylemask-jax weights directory "

@@ -14,7 +14,8 @@ from __future__ import annotations
 import os
 import re
 
-from convert_weights.common import (ConversionError, StateDict, torch_batchnorm, torch_conv,
+from convert_weights.common import (ConversionError, StateDict, add_checkpoint_arguments,
+                                    count_params, save_converted, torch_batchnorm, torch_conv,
                                     torch_linear)
 from convert_weights.torch_reader import load_torch_file
 
@@ -103,16 +104,12 @@ def convert_deca(path: str | os.PathLike) -> tuple[dict, dict]:
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("checkpoint", metavar="deca_model.tar",
-                        help="the official DECA checkpoint (only its E_flame encoder is read)")
-    parser.add_argument("out_dir", metavar="OUT_DIR", help="output weights directory")
+    add_checkpoint_arguments(parser, "deca_model.tar",
+                             "the official DECA checkpoint (only its E_flame encoder is read)")
 
 
 def run(args) -> int:
-    from convert_weights.common import count_params
-    from stylemask_jax.weights import save_weights
     variables, arch = convert_deca(args.checkpoint)
-    out = save_weights(args.out_dir, KIND, variables, arch, overwrite=args.overwrite)
-    print(f"deca: E_flame with blocks {arch['blocks']}, "
-          f"{count_params(variables['params']):,} parameters -> {out}")
+    save_converted(args, KIND, variables, arch, f"deca: E_flame with blocks {arch['blocks']}, "
+                   f"{count_params(variables['params']):,} parameters")
     return 0

@@ -23,7 +23,8 @@ import re
 
 import numpy as np
 
-from convert_weights.common import (ConversionError, StateDict, count_params, torch_batchnorm,
+from convert_weights.common import (ConversionError, StateDict, add_checkpoint_arguments,
+                                    save_converted, count_params, torch_batchnorm,
                                     torch_conv, torch_linear)
 from convert_weights.torch_reader import load_torch_file
 
@@ -123,15 +124,11 @@ def convert_irse(path) -> tuple[dict, dict]:
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("checkpoint", metavar="IN.pth",
-                        help="the official ArcFace weights, model_ir_se50.pth")
-    parser.add_argument("out_dir", metavar="OUT_DIR", help="directory to write (Orbax + model.json)")
+    add_checkpoint_arguments(parser, "IN.pth", "the official ArcFace weights, model_ir_se50.pth")
 
 
 def run(args) -> int:
-    from stylemask_jax.weights import save_weights
     variables, arch = convert_irse(args.checkpoint)
-    save_weights(args.out_dir, "irse", variables, arch, overwrite=args.overwrite)
-    print(f"irse: units per stage {arch['units']}, {count_params(variables['params']):,} parameters "
-          f"-> {args.out_dir}")
+    save_converted(args, "irse", variables, arch, f"irse: units per stage {arch['units']}, "
+                   f"{count_params(variables['params']):,} parameters")
     return 0

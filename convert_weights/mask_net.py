@@ -1,13 +1,20 @@
-"""StyleMask mask network checkpoint -> {'params': {'network_NN': {'fc1', 'fc2'}}}.
+"""The official StyleMask mask-network checkpoint format, both directions.
 
 The official file is `{'step': int, 'mask_net': state_dict, 'num_layers_control': int}` with
 keys `network_NN.masknet.0.{weight,bias}` and `network_NN.masknet.2.{weight,bias}`, square
 (d, d) weights in torch (out, in) layout (index 1 of the Sequential is the ReLU).
+
+    convert_mask_net(path)                   official file -> ({'params': {'network_NN': {'fc1',
+                                             'fc2'}}}, arch)            (stylemask convert mask-net)
+    official_checkpoint(params, step)        our params -> the official dict    (stylemask export)
 """
 
 from __future__ import annotations
 
+import collections
 import re
+
+import numpy as np
 
 from convert_weights.common import ConversionError, StateDict, count_params, torch_linear
 from convert_weights.torch_reader import load_torch_file
@@ -15,6 +22,7 @@ from convert_weights.torch_reader import load_torch_file
 DESCRIPTION = "StyleMask mask network (e.g. mask_network_1024.pt) -> mask-net weights directory"
 
 _KEY = re.compile(r"network_(\d+)\.masknet\.[02]\.(weight|bias)$")
+_DENSE_INDEX = (("fc1", "0"), ("fc2", "2"))  # our Dense name -> index in the torch Sequential
 
 
 def convert_mask_net(path: str, expected_widths=None) -> tuple[dict, dict]:
@@ -49,9 +57,8 @@ def convert_mask_net(path: str, expected_widths=None) -> tuple[dict, dict]:
         prefix = f"network_{index:02d}.masknet"
         width = sd.shape(f"{prefix}.0.weight")[0]
         params[f"network_{index:02d}"] = {
-            "fc1": torch_linear(sd, f"{prefix}.0", width, width),
-            "fc2": torch_linear(sd, f"{prefix}.2", width, width),
-        }
+            dense: torch_linear(sd, f"{prefix}.{torch_index}", width, width)
+            for dense, torch_index in _DENSE_INDEX}
         widths.append(int(width))
     sd.finish()
     # The official code builds num_layers_control nets; extra stored ones are never used.
@@ -62,6 +69,24 @@ def convert_mask_net(path: str, expected_widths=None) -> tuple[dict, dict]:
     arch = {"widths": widths, "num_layers_control": declared,
             "step": int(step) if step is not None else None}
     return {"params": params}, arch
+
+
+def official_state_dict(params) -> collections.OrderedDict:
+    """Mask params {'network_NN': {'fc1', 'fc2'}} (numpy or jax arrays) -> the official
+    `mask_net` state dict (float32 torch (out, in) weights), the inverse of convert_mask_net."""
+    state = collections.OrderedDict()
+    for name in sorted(params):
+        for dense, torch_index in _DENSE_INDEX:
+            layer = params[name][dense]
+            state[f"{name}.masknet.{torch_index}.weight"] = np.asarray(layer["kernel"], np.float32).T.copy()
+            state[f"{name}.masknet.{torch_index}.bias"] = np.asarray(layer["bias"], np.float32)
+    return state
+
+
+def official_checkpoint(params, step: int) -> dict:
+    """{'step', 'mask_net', 'num_layers_control'}: what the official code's torch.load reads."""
+    return {"step": int(step), "mask_net": official_state_dict(params),
+            "num_layers_control": len(params)}
 
 
 def check_widths(widths, generator_widths, source: str) -> None:

@@ -24,12 +24,10 @@ from typing import Any, BinaryIO, Callable
 
 import numpy as np
 
+from stylemask_jax.errors import CheckpointError  # also importable from here: the same class
+
 LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 LEGACY_PROTOCOL = 1001
-
-
-class CheckpointError(ValueError):
-    """A checkpoint file cannot be read: corrupt, truncated, or not what was expected."""
 
 
 class UnsafePickleError(CheckpointError):

@@ -94,3 +94,25 @@ def load_codes(path: str, code_type: str, style_dim: int, n_latent: int,
     if len(kinds) > 1:
         raise UserInputError(f"{what}: {path} mixes code types {sorted(kinds)}; use one kind per input")
     return np.concatenate(arrays, axis=0), kinds.pop()
+
+
+def truncation_mean(gen, variables, latent_avg=None, mean_file: str | None = None,
+                    seed: int = 0) -> np.ndarray:
+    """The mean W (style_dim,) float32 to truncate toward, the first that applies:
+    `mean_file` (--mean-latent, any shape with style_dim floats), the checkpoint's `latent_avg`,
+    else the mapping mean of MEAN_LATENT_SAMPLES z drawn from key(seed)."""
+    from stylemask_jax.models.stylegan2 import MEAN_LATENT_SAMPLES, mean_latent
+    dim = gen.style_dim
+    if mean_file:
+        try:
+            mean = np.load(mean_file, allow_pickle=False)
+        except (OSError, ValueError, EOFError) as err:
+            raise UserInputError(f"--mean-latent {mean_file}: cannot read ({err})") from None
+        if mean.size != dim or not np.issubdtype(mean.dtype, np.floating):
+            raise UserInputError(f"--mean-latent {mean_file}: shape {mean.shape} dtype {mean.dtype}; "
+                                 f"expected {dim} floats, e.g. ({dim},) or (1, {dim})")
+        return mean.reshape(dim).astype(np.float32)
+    if latent_avg is not None:
+        return np.asarray(latent_avg, np.float32).reshape(dim)
+    return np.asarray(mean_latent(gen, variables, jax.random.key(seed), MEAN_LATENT_SAMPLES),
+                      np.float32).reshape(dim)

@@ -2,9 +2,10 @@
 
     gen, variables, latent_avg = load_generator("weights/stylegan2")   # or random_generator(arch)
     z = seed_latents([0, 1, 2], gen.style_dim)                          # (3, D)
-    mean = truncation_mean(gen, variables, latent_avg)                   # (D,)
+    mean = truncation_mean(gen, variables, latent_avg)                   # (D,) (codes.py)
     for start, images in generate(gen, variables, z, truncation=0.7, mean=mean):
         ...                                                             # (b, H, W, 3) in [-1, 1]
+    generate_to_folder(out, seeds, ...)                                 # `stylemask generate`
 
 Seed s gives z = jax.random.normal(jax.random.key(s), (1, style_dim))[0] (`codes.seed_codes`),
 the same on every machine and independent of the batch size.
@@ -12,17 +13,17 @@ the same on every machine and independent of the batch size.
 
 from __future__ import annotations
 
+import os
 from typing import Iterator, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from tqdm.auto import tqdm
 
-from stylemask_jax.codes import seed_codes
-from stylemask_jax.models.stylegan2 import Generator, face_pool, init_variables, mean_latent
-
-MEAN_LATENT_SAMPLES = 4096
+from stylemask_jax.batching import iter_batches
+from stylemask_jax.codes import parse_seeds, seed_codes, truncation_mean
+from stylemask_jax.errors import UserInputError
+from stylemask_jax.models.stylegan2 import Generator, face_pool, init_variables
 
 
 def seed_latents(seeds: Sequence[int], style_dim: int) -> np.ndarray:
@@ -35,13 +36,6 @@ def random_generator(arch: dict, seed: int = 0, dtype=jnp.float32):
     are noise, not faces): (Generator, variables, None)."""
     gen = Generator.from_arch(dict(arch), dtype=dtype)
     return gen, init_variables(gen, jax.random.key(seed)), None
-
-
-def truncation_mean(gen: Generator, variables, latent_avg=None, seed: int = 0) -> np.ndarray:
-    """The checkpoint's latent_avg when given, else the mapping mean of 4096 z from key(seed)."""
-    if latent_avg is not None:
-        return np.asarray(latent_avg, np.float32).reshape(gen.style_dim)
-    return np.asarray(mean_latent(gen, variables, jax.random.key(seed), MEAN_LATENT_SAMPLES))
 
 
 def make_render_fn(gen: Generator, truncation: float, resize_256: bool = False):
@@ -70,13 +64,36 @@ def generate(gen: Generator, variables, z: np.ndarray, truncation: float = 1.0,
     batch_size = max(1, min(batch_size, len(z)))
     mean = jnp.zeros((gen.style_dim,), jnp.float32) if mean is None else jnp.asarray(mean)
     render = make_render_fn(gen, truncation, resize_256)
-    bar = tqdm(total=len(z), desc="generate", unit="image", disable=not progress)
-    for start in range(0, len(z), batch_size):
-        chunk = np.asarray(z[start:start + batch_size], np.float32)
-        n = len(chunk)
-        if n < batch_size:
-            chunk = np.concatenate([chunk, np.repeat(chunk[-1:], batch_size - n, axis=0)])
-        images = np.asarray(jax.device_get(render(variables, chunk, mean)))[:n]
-        bar.update(n)
-        yield start, images
-    bar.close()
+    yield from iter_batches(lambda chunk: render(variables, chunk, mean),
+                            [np.asarray(z, np.float32)], batch_size,
+                            desc="generate" if progress else None, unit="image")
+
+
+def generate_to_folder(out: str, seeds: str, *, generator_dir: str | None = None,
+                       config: str | None = None, truncation: float = 0.7, batch_size: int = 4,
+                       resize_256: bool = False, save_arrays: bool = False) -> str:
+    """`stylemask generate`: OUT/seedNNNN.png (and .npy float32 (H, W, 3) with `save_arrays`)
+    for each seed of '0-7' / '1,5,9', from a converted generator or a config's random one.
+    Returns the one-line summary."""
+    seed_list = parse_seeds(seeds)
+    if batch_size < 1:
+        raise UserInputError(f"--batch-size must be at least 1, got {batch_size}")
+    if not 0.0 <= truncation <= 1.0:
+        raise UserInputError(f"--truncation must be in [0, 1], got {truncation}")
+    if config is not None:
+        from configs import load_config
+        cfg = load_config(config)
+        gen, variables, latent_avg = random_generator(cfg.generator, cfg.seed)
+    else:
+        from stylemask_jax.models.stylegan2 import load_generator
+        gen, variables, latent_avg = load_generator(generator_dir)
+    from stylemask_jax import images
+    mean = truncation_mean(gen, variables, latent_avg) if truncation != 1.0 else None
+    os.makedirs(out, exist_ok=True)
+    z = seed_latents(seed_list, gen.style_dim)
+    for start, batch in generate(gen, variables, z, truncation, mean, batch_size, resize_256):
+        for seed, image in zip(seed_list[start:start + len(batch)], batch):
+            images.save_png(os.path.join(out, f"seed{seed:04d}.png"), image)
+            if save_arrays:
+                np.save(os.path.join(out, f"seed{seed:04d}.npy"), image.astype(np.float32))
+    return f"wrote {len(seed_list)} images ({batch.shape[1]}x{batch.shape[2]}) to {out}"

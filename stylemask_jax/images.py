@@ -85,7 +85,7 @@ def load_image(path: str | os.PathLike, size: int | None = None) -> np.ndarray:
         raise UserInputError(f"{path}: no such image file") from None
     except (UnidentifiedImageError, OSError) as err:
         raise UserInputError(f"{path}: cannot read image ({err})") from None
-    if size is not None and x.shape[0] != size:
-        f = x.shape[0] // size
-        x = x.reshape(size, f, size, f, 3).mean(axis=(1, 3))
+    if size is not None and x.shape[0] != size:  # a side that is a multiple of size: block mean
+        from stylemask_jax.ops.matrix_resize import adaptive_avg_pool2d
+        x = np.asarray(adaptive_avg_pool2d(x[None], size)[0])
     return x

@@ -1,10 +1,13 @@
 """Batch reenactment driver behind `stylemask reenact`: models, codes, batches, files.
 
     models = load_models(generator_dir, mask_net_dir)          # or tiny_models(config)
-    result = reenact_codes(models, src, src_type, tgt, tgt_type, pairs='zip', ...)
+    wplus = encode_codes(models, codes, 'z', truncation, mean, batch_size)
+    result = reenact_codes(models, wplus_src, wplus_tgt, pairs='zip', ...)
+    write_reenactment(out, result, ...)                          # grid.png, pairs/, matrix.png
+    reenact_to_folder(out, ...)                                  # all of the above (the CLI)
 
 Everything per batch runs in two jit-compiled functions (encode, reenact), compiled once per
-batch shape; the last partial batch is padded to the batch size so nothing recompiles.
+batch shape; the last partial batch is padded to the batch size (`batching`).
 """
 
 from __future__ import annotations
@@ -15,15 +18,15 @@ import os
 import jax
 import jax.numpy as jnp
 import numpy as np
-from tqdm.auto import tqdm
 
+from stylemask_jax import codes as codes_lib
 from stylemask_jax import reenact as method
+from stylemask_jax.batching import run_batches
 from stylemask_jax.errors import UserInputError
 from stylemask_jax.models.mask_net import MaskNet, init_mask_net
-from stylemask_jax.models.stylegan2 import Generator, init_variables, load_generator, mean_latent
+from stylemask_jax.models.stylegan2 import Generator, init_variables, load_generator
+from stylemask_jax.sharding import data_mesh, round_to_mesh
 from stylemask_jax.weights import load_weights
-
-MEAN_LATENT_SAMPLES = 4096
 
 
 @dataclasses.dataclass
@@ -62,21 +65,9 @@ def tiny_models(config, seed: int = 0, dtype=jnp.float32) -> Models:
 
 
 def truncation_mean(models: Models, mean_file: str | None = None, seed: int = 0) -> np.ndarray:
-    """The mean W to truncate toward: --mean-latent file, else latent_avg, else 4096 samples."""
-    dim = models.generator.style_dim
-    if mean_file:
-        try:
-            mean = np.load(mean_file, allow_pickle=False)
-        except (OSError, ValueError, EOFError) as err:
-            raise UserInputError(f"--mean-latent {mean_file}: cannot read ({err})") from None
-        if mean.size != dim or not np.issubdtype(mean.dtype, np.floating):
-            raise UserInputError(f"--mean-latent {mean_file}: shape {mean.shape} dtype {mean.dtype}; "
-                                 f"expected {dim} floats, e.g. ({dim},) or (1, {dim})")
-        return mean.reshape(dim).astype(np.float32)
-    if models.latent_avg is not None:
-        return np.asarray(models.latent_avg, np.float32).reshape(dim)
-    return np.asarray(mean_latent(models.generator, models.gvars, jax.random.key(seed),
-                                  MEAN_LATENT_SAMPLES)).reshape(dim)
+    """The mean W of `models` to truncate toward (`codes.truncation_mean`)."""
+    return codes_lib.truncation_mean(models.generator, models.gvars, models.latent_avg,
+                                     mean_file, seed)
 
 
 def pair_indices(num_sources: int, num_targets: int, pairs: str) -> tuple[np.ndarray, np.ndarray]:
@@ -92,33 +83,11 @@ def pair_indices(num_sources: int, num_targets: int, pairs: str) -> tuple[np.nda
     raise UserInputError(f"--pairs must be 'zip' or 'all', got {pairs!r}")
 
 
-def _batched(fn, arrays: list[np.ndarray], batch_size: int, desc: str | None, *static):
-    """Applies jitted `fn(*static, *batch)` over the leading axis in fixed-size batches."""
-    total = arrays[0].shape[0]
-    outputs = []
-    bar = tqdm(total=total, desc=desc, unit="pair", disable=desc is None)
-    for start in range(0, total, batch_size):
-        chunk = [a[start: start + batch_size] for a in arrays]
-        n = chunk[0].shape[0]
-        if n < batch_size:  # pad the last batch so the compiled shape is reused
-            chunk = [np.concatenate([c, np.repeat(c[-1:], batch_size - n, axis=0)]) for c in chunk]
-        result = jax.device_get(fn(*static, *chunk))
-        outputs.append(jax.tree_util.tree_map(lambda x: np.asarray(x)[:n], result))
-        bar.update(n)
-    bar.close()
-    return jax.tree_util.tree_map(lambda *xs: np.concatenate(xs, axis=0), *outputs)
-
-
 def encode_codes(models: Models, codes: np.ndarray, code_type: str, truncation: float,
                  mean: np.ndarray, batch_size: int) -> np.ndarray:
     """Codes (Z, W or W+) -> truncated W+ (N, L, D), batched and jitted."""
     fn = method.make_encode_fn(models.generator, code_type, truncation)
-    return _batched(lambda c: fn(models.gvars, c, jnp.asarray(mean)), [codes], batch_size, None)
-
-
-def data_mesh() -> jax.sharding.Mesh:
-    """A 1-D 'data' mesh over all local devices: batches are split across them."""
-    return jax.sharding.Mesh(np.array(jax.local_devices()), ("data",))
+    return run_batches(lambda c: fn(models.gvars, c, jnp.asarray(mean)), [codes], batch_size)
 
 
 def reenact_codes(models: Models, wplus_sources: np.ndarray, wplus_targets: np.ndarray,
@@ -132,12 +101,12 @@ def reenact_codes(models: Models, wplus_sources: np.ndarray, wplus_targets: np.n
     of the device count).
     """
     src_idx, tgt_idx = pair_indices(len(wplus_sources), len(wplus_targets), pairs)
-    mesh = data_mesh()
-    batch_size = -(-batch_size // mesh.size) * mesh.size  # a multiple of the device count
+    mesh = data_mesh(local=True)
+    batch_size = round_to_mesh(batch_size, mesh)
     fn = method.make_reenact_fn(models.generator, models.mask_net, resize_256, mesh)
-    images = _batched(lambda s, t: fn(models.gvars, models.mvars, s, t),
-                      [wplus_sources[src_idx], wplus_targets[tgt_idx]], batch_size,
-                      "reenact" if progress else None)
+    images = run_batches(lambda s, t: fn(models.gvars, models.mvars, s, t),
+                         [wplus_sources[src_idx], wplus_targets[tgt_idx]], batch_size,
+                         desc="reenact" if progress else None, unit="pair")
     return {"source": images[0], "target": images[1], "reenacted": images[2],
             "source_index": src_idx, "target_index": tgt_idx}
 
@@ -154,3 +123,86 @@ def check_writable_dir(path: str, what: str = "--out") -> None:
         raise UserInputError(f"{what} {path}: {probe} is not a folder")
     if not os.access(probe, os.W_OK | os.X_OK):
         raise UserInputError(f"{what} {path}: {probe} is not writable")
+
+
+def write_reenactment(out: str, result: dict, pairs: str = "zip", arrays: dict | None = None) -> str:
+    """Writes OUT/grid.png (source | target | reenacted rows), OUT/pairs/KKKK_sSSS_tTTT.png,
+    OUT/matrix.png for pairs='all', and with `arrays` ({'source_codes', 'target_codes',
+    'source_wplus', 'target_wplus', 'truncation_latent'}) OUT/arrays/*.npy with the float32
+    images and pair indices too. Returns a one-line summary."""
+    from stylemask_jax import images
+    os.makedirs(os.path.join(out, "pairs"), exist_ok=True)
+    src_idx, tgt_idx = result["source_index"], result["target_index"]
+    for k, (s, t) in enumerate(zip(src_idx, tgt_idx)):
+        images.save_png(os.path.join(out, "pairs", f"{k:04d}_s{s:03d}_t{t:03d}.png"),
+                        result["reenacted"][k])
+    rows = [[result["source"][k], result["target"][k], result["reenacted"][k]]
+            for k in range(len(src_idx))]
+    images.save_grid(os.path.join(out, "grid.png"), rows)
+    if pairs == "all":
+        num_t = int(tgt_idx.max()) + 1
+        sources = [result["source"][k] for k in range(0, len(src_idx), num_t)]
+        targets = [result["target"][k] for k in range(num_t)]
+        matrix = [[None] + targets] + [
+            [sources[i]] + [result["reenacted"][i * num_t + j] for j in range(num_t)]
+            for i in range(len(sources))]
+        images.save_grid(os.path.join(out, "matrix.png"), matrix)
+    if arrays is not None:
+        folder = os.path.join(out, "arrays")
+        os.makedirs(folder, exist_ok=True)
+        for name in ("source", "target", "reenacted"):
+            np.save(os.path.join(folder, f"{name}_images.npy"), result[name].astype(np.float32))
+        for name, value in arrays.items():
+            np.save(os.path.join(folder, f"{name}.npy"), value)
+        np.save(os.path.join(folder, "pair_indices.npy"), np.stack([src_idx, tgt_idx], axis=1))
+    return (f"wrote {len(src_idx)} reenacted pairs to {out} (grid.png, pairs/"
+            f"{', matrix.png' if pairs == 'all' else ''}{', arrays/' if arrays is not None else ''})")
+
+
+def reenact_to_folder(out: str, *, generator_dir: str | None = None, mask_net_dir: str | None = None,
+                      config: str | None = None, sources: str | None = None,
+                      targets: str | None = None, num_pairs: int = 4, code_type: str = "auto",
+                      seed: int = 0, truncation: float = 0.7, mean_latent: str | None = None,
+                      pairs: str = "zip", batch_size: int = 8, resize_256: bool = False,
+                      save_arrays: bool = False) -> str:
+    """`stylemask reenact`: models (converted weights, or a config's random weights), codes
+    (files, or `num_pairs` random Z pairs from `seed`), reenactment and the output folder.
+    Every input is checked before anything is written; returns the one-line summary."""
+    if batch_size < 1:
+        raise UserInputError(f"--batch-size must be at least 1, got {batch_size}")
+    if not 0.0 <= truncation <= 1.0:
+        raise UserInputError(f"--truncation must be in [0, 1], got {truncation}")
+    check_writable_dir(out)
+    if config is not None:
+        if generator_dir or mask_net_dir:
+            raise UserInputError("--config gives random weights; do not combine it with "
+                                 "--generator/--mask-net")
+        from configs import load_config
+        models = tiny_models(load_config(config), seed=seed)
+    elif generator_dir and mask_net_dir:
+        models = load_models(generator_dir, mask_net_dir)
+    else:
+        raise UserInputError("give --generator DIR and --mask-net DIR (converted weights), "
+                             "or --config tiny for random weights")
+    gen = models.generator
+    loaded = {}
+    for role, path, offset in (("source", sources, 0), ("target", targets, 1)):
+        if path:
+            loaded[role] = codes_lib.load_codes(path, code_type, gen.style_dim, gen.n_latent,
+                                                f"--{role}s")
+        else:
+            if num_pairs < 1:
+                raise UserInputError(f"--num-pairs must be at least 1, got {num_pairs}")
+            z = codes_lib.seed_codes(seed, 2 * num_pairs, gen.style_dim)
+            loaded[role] = (z[offset::2], "z")
+    pair_indices(len(loaded["source"][0]), len(loaded["target"][0]), pairs)
+    mean = truncation_mean(models, mean_latent)
+    wplus = {role: encode_codes(models, codes, kind, truncation, mean, batch_size)
+             for role, (codes, kind) in loaded.items()}
+    result = reenact_codes(models, wplus["source"], wplus["target"], pairs, batch_size, resize_256)
+    arrays = None
+    if save_arrays:
+        arrays = {"source_codes": loaded["source"][0], "target_codes": loaded["target"][0],
+                  "source_wplus": wplus["source"], "target_wplus": wplus["target"],
+                  "truncation_latent": mean}
+    return write_reenactment(out, result, pairs, arrays)

@@ -10,7 +10,8 @@ Inputs must already be FFHQ-aligned square crops of at least 256 px (the e4e/FFH
 from 68 landmarks is not part of this module); sides that are multiples of 256 are box-averaged
 to 256, other sizes resized bilinearly (`images.load_image`). Images are
 read batch by batch, so memory does not grow with the number of files. The encoder (and the
-generator) run in jit-compiled functions compiled once: the last partial batch is padded.
+generator) run in jit-compiled functions compiled once: the last partial batch is padded
+(`batching`). `invert_to_folder` is `stylemask invert`: it writes the files below.
 """
 
 from __future__ import annotations
@@ -21,8 +22,8 @@ from typing import Iterator, Sequence
 
 import jax
 import numpy as np
-from tqdm.auto import tqdm
 
+from stylemask_jax.batching import iter_batches
 from stylemask_jax.errors import UserInputError
 from stylemask_jax.models.e4e import E4E_INPUT_SIZE, Encoder4Editing
 
@@ -75,12 +76,6 @@ def check_face_image(path: str) -> None:
                              f"at least {E4E_INPUT_SIZE}x{E4E_INPUT_SIZE} (e.g. 256 or 1024)")
 
 
-def _padded(batch: np.ndarray, size: int) -> np.ndarray:
-    if len(batch) == size:
-        return batch
-    return np.concatenate([batch, np.repeat(batch[-1:], size - len(batch), axis=0)])
-
-
 def invert_files(paths: Sequence[str], encoder: Encoder4Editing, variables, batch_size: int = 8,
                  generator=None, generator_variables=None,
                  progress: bool = True) -> Iterator[InvertedBatch]:
@@ -99,16 +94,55 @@ def invert_files(paths: Sequence[str], encoder: Encoder4Editing, variables, batc
     if generator is not None:
         check_generator(encoder, generator)
         render = jax.jit(lambda v, codes: generator.apply(v, codes, input_type="wplus"))
-    bar = tqdm(total=len(paths), desc="invert", unit="image", disable=not progress)
-    for start in range(0, len(paths), batch_size):
-        chunk = list(paths[start:start + batch_size])
+
+    def run(images):
+        codes = encode(variables, images)
+        return codes, (None if render is None else render(generator_variables, codes))
+
+    def load(chunk):
         for path in chunk:
             check_face_image(path)
-        images = np.stack([load_image(p, E4E_INPUT_SIZE) for p in chunk])
-        codes = jax.device_get(encode(variables, _padded(images, batch_size)))
-        recon = None
-        if render is not None:
-            recon = np.asarray(jax.device_get(render(generator_variables, codes)))[:len(chunk)]
-        yield InvertedBatch(chunk, np.asarray(codes)[:len(chunk)], recon)
-        bar.update(len(chunk))
-    bar.close()
+        return [np.stack([load_image(p, E4E_INPUT_SIZE) for p in chunk])]
+
+    for start, (codes, recon) in iter_batches(run, [list(paths)], batch_size, load=load,
+                                              desc="invert" if progress else None, unit="image"):
+        yield InvertedBatch(list(paths[start:start + len(codes)]), codes, recon)
+
+
+def invert_to_folder(paths: Sequence[str], e4e_dir: str, out: str,
+                     generator_dir: str | None = None, batch_size: int = 8) -> str:
+    """`stylemask invert`: OUT/wplus.npy (N, L, 512), OUT/wplus.txt (the input order),
+    OUT/codes/NAME.npy (1, L, 512) per image and, with a generator, OUT/reconstructions/NAME.png.
+    Every image header is checked before a model loads; returns the one-line summary."""
+    from stylemask_jax import images
+    from stylemask_jax.models.e4e import load_e4e
+    if batch_size < 1:
+        raise UserInputError(f"--batch-size must be at least 1, got {batch_size}")
+    for path in paths:  # fail before loading any model
+        check_face_image(path)
+    names = output_names(paths)
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise UserInputError(f"--out {out}: exists and is not a folder")
+    os.makedirs(os.path.join(out, CODES_DIR), exist_ok=True)
+    encoder, variables = load_e4e(e4e_dir)
+    generator = gen_vars = None
+    if generator_dir:
+        from stylemask_jax.models.stylegan2 import load_generator
+        generator, gen_vars, _ = load_generator(generator_dir)
+        check_generator(encoder, generator)
+        os.makedirs(os.path.join(out, RECONSTRUCTIONS_DIR), exist_ok=True)
+    all_codes, done = [], 0
+    for batch in invert_files(paths, encoder, variables, batch_size, generator, gen_vars):
+        for k, code in enumerate(batch.codes):
+            name = names[done + k]
+            np.save(os.path.join(out, CODES_DIR, f"{name}.npy"), code[None])
+            if batch.images is not None:
+                images.save_png(os.path.join(out, RECONSTRUCTIONS_DIR, f"{name}.png"),
+                                batch.images[k])
+        all_codes.append(batch.codes)
+        done += len(batch.codes)
+    np.save(os.path.join(out, ALL_CODES), np.concatenate(all_codes))
+    with open(os.path.join(out, ALL_CODES_INDEX), "w") as f:
+        f.write("".join(f"{path}\n" for path in paths))
+    return (f"wrote {done} W+ codes {all_codes[0].shape[1:]} to {out} ({ALL_CODES}, {CODES_DIR}/"
+            f"{', ' + RECONSTRUCTIONS_DIR + '/' if generator is not None else ''})")

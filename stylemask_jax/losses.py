@@ -1,7 +1,7 @@
-"""StyleMask training losses. Every function is pure, batched and jit-compatible.
+"""StyleMask's 3-D face supervision: the shape, eye and mouth losses on DECA + FLAME decodes.
 
-Section "3-D face supervision": the shape, eye and mouth losses on DECA + FLAME decodes.
-(Other sections, e.g. the identity loss, live below in their own blocks.)
+Every function is pure, batched and jit-compatible. The identity loss (ArcFace) is face
+analysis and lives in `stylemask_jax.faces`, next to CSIM.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ import jax.numpy as jnp
 import numpy as np
 
 from stylemask_jax.models.flame import FlameModel, decode
-from stylemask_jax.models.irse import IRSE, cosine_similarity, face_embeddings
 
 # =============================================================================================
 # 3-D face supervision (DECA + FLAME)
@@ -78,21 +77,3 @@ def face_losses(flame_model: FlameModel, source: Mapping[str, jax.Array],
     return FaceLosses(weight * shape_loss(gt.vertices, re.vertices),
                       weight * eye_loss(gt.landmarks2d, re.landmarks2d),
                       weight * mouth_loss(gt.landmarks2d, re.landmarks2d))
-
-
-# =============================================================================================
-# Identity (ArcFace IR-SE)
-# =============================================================================================
-
-
-def identity_loss(irse: IRSE, variables, reenacted: jax.Array, source: jax.Array) -> jax.Array:
-    """The reference IDLoss: mean over the batch of 1 - cos(emb(reenacted), emb(source)).
-
-    reenacted, source: (B, 256, 256, 3) in [-1, 1] (generator outputs pooled to 256). The
-    source embedding is a constant (`stop_gradient`): gradients flow only into `reenacted`.
-    Returns an unweighted float32 scalar in [0, 2]; the trainer multiplies it by
-    lambda_identity (10 in the paper). `irse` is static: bind it with functools.partial
-    before jit.
-    """
-    target = jax.lax.stop_gradient(face_embeddings(irse, variables, source))
-    return jnp.mean(1.0 - cosine_similarity(face_embeddings(irse, variables, reenacted), target))

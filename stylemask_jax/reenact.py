@@ -18,27 +18,20 @@ import jax
 import jax.numpy as jnp
 
 from stylemask_jax.models.mask_net import MaskNet
-from stylemask_jax.models.stylegan2 import Generator, face_pool, to_wplus, truncate
+from stylemask_jax.models.stylegan2 import Generator, face_pool
+from stylemask_jax.sharding import data_sharding, replicated
 
 INPUT_TYPES = ("z", "w", "wplus")
 
 
 def encode_wplus(gen: Generator, gvars, codes: jax.Array, input_type: str,
                  truncation: float = 1.0, truncation_latent: jax.Array | None = None) -> jax.Array:
-    """Z (B, D), W (B, D) or W+ (B, L, D) -> truncated W+ (B, L, D).
+    """Z (B, D), W (B, D) or W+ (B, L, D) -> truncated W+ (B, L, D) (`Generator.wplus`).
 
     Truncation `t + psi * (w - t)` toward `truncation_latent` (D,) applies to every input type
     (row-wise for W+), as the official reenactment path does; psi = 1 leaves codes unchanged.
     """
-    if input_type not in INPUT_TYPES:
-        raise ValueError(f"input_type must be one of {INPUT_TYPES}, got {input_type!r}")
-    if input_type == "z":
-        codes = gen.apply(gvars, codes, method=Generator.mapping)
-    if truncation != 1.0:
-        if truncation_latent is None:
-            raise ValueError("truncation < 1 needs a truncation_latent")
-        codes = truncate(codes, truncation_latent, truncation)
-    return codes if input_type == "wplus" else to_wplus(codes, gen.n_latent)
+    return gen.apply(gvars, codes, input_type, truncation, truncation_latent, method=Generator.wplus)
 
 
 def style_codes(gen: Generator, gvars, wplus: jax.Array) -> list[jax.Array]:
@@ -106,7 +99,6 @@ def make_reenact_fn(gen: Generator, mask_net: MaskNet, resize_256: bool = False,
         return out["source"], out["target"], out["reenacted"]
     if mesh is None:
         return jax.jit(run)
-    from jax.sharding import NamedSharding, PartitionSpec as P
-    data, replicated = NamedSharding(mesh, P("data")), NamedSharding(mesh, P())
-    return jax.jit(run, in_shardings=(replicated, replicated, data, data),
+    data, weights = data_sharding(mesh), replicated(mesh)
+    return jax.jit(run, in_shardings=(weights, weights, data, data),
                    out_shardings=(data, data, data))

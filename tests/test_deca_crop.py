@@ -101,7 +101,7 @@ def test_warp_affine_general_matrix_matches_torch_grid_sample(ref):
     crops (first assert; measured 9.0e-6 / 6.8e-6), so it is a faithful reference; tolerance as
     for the crops (measured on the rotated warp: 9.5e-6 / 1.4e-5)."""
     torch = pytest.importorskip("torch")
-    from torch_reference.deca import kornia041_warp_affine
+    from stylemask_jax.reference.deca import kornia041_warp_affine
     images = np.asarray(ref["gan_images"], np.float64)
     x255 = (np.clip(images, -1, 1) + 1) / (2 + 1e-5) * 255
     theta = torch.from_numpy(ref["crop_theta_f32"][:, :2].astype(np.float64))

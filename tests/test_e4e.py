@@ -2,7 +2,7 @@
 
 Reference values: tests/fixtures/e4e (official StyleMask pSp loading + forward on random
 weights, float64; one IR-SE unit per stage, output size 64 -> 10 codes; see
-/work/shared/reference/e4e/README.md).
+tests/fixtures/e4e/README.md).
 """
 
 import functools

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from convert_weights.flame import convert_flame
-from stylemask_jax import losses, metrics
+from stylemask_jax import faces, losses, metrics
 from stylemask_jax.models import flame as flame_lib
 
 FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures", "flame")
@@ -85,15 +85,15 @@ def test_gradients_reach_flame_parameters(model, cases):
 
 def test_head_angles_match_reference(cases):
     pose = cases["pose_params"][:, :3]
-    rot = metrics.axis_angle_to_matrix(jnp.asarray(pose))
+    rot = faces.axis_angle_to_matrix(jnp.asarray(pose))
     # entries of a rotation (|x| <= 1): a few float32 ulps (1.2e-7)
     np.testing.assert_allclose(rot, cases["axis2matrix_f32"], rtol=0, atol=5e-7)
     np.testing.assert_allclose(rot, cases["axis2matrix"], rtol=0, atol=5e-7)
-    rad = metrics.matrix_to_euler(rot)
+    rad = faces.matrix_to_euler(rot)
     np.testing.assert_allclose(rad, cases["euler_rad_f32"], rtol=0, atol=5e-7)
     # the reference's batch call returns only the last sample's angles
     np.testing.assert_allclose(rad[-1:], cases["euler_rad_batchcall_f32"], rtol=0, atol=5e-7)
-    deg = metrics.head_angles_degrees(pose)
+    deg = faces.head_angles_degrees(pose)
     # degrees up to ~53: float32 ulp 3.8e-6; a few ulps
     np.testing.assert_allclose(deg, cases["euler_deg_f32"], rtol=0, atol=2e-5)
     np.testing.assert_allclose(deg, cases["euler_deg"], rtol=0, atol=2e-5)
@@ -102,17 +102,17 @@ def test_head_angles_match_reference(cases):
 def test_head_angles_match_deca_fixture():
     ref = np.load(os.path.join(FIXTURES, "deca_angles.npz"))
     for pose, angles in (("code_pose", "angles_deg_from_code"), ("e2e_pose", "e2e_angles_deg")):
-        deg = jax.jit(metrics.head_angles_degrees)(ref[pose][:, :3].astype(np.float32))
+        deg = jax.jit(faces.head_angles_degrees)(ref[pose][:, :3].astype(np.float32))
         np.testing.assert_allclose(deg, ref[angles], rtol=0, atol=2e-5)  # float32 ulps, as above
 
 
 def test_head_angles_finite_where_reference_fails():
     """|yaw| near 90 degrees (the reference raises there) and zero rotation stay finite."""
     pose = jnp.array([[0.0, np.pi / 2, 0.0], [0.0, -np.pi / 2 + 1e-4, 0.0], [0.0, 0.0, 0.0]])
-    deg = metrics.head_angles_degrees(pose)
+    deg = faces.head_angles_degrees(pose)
     assert np.all(np.isfinite(deg))
     np.testing.assert_allclose(deg[2], 0.0, atol=0)  # the identity gives exactly zero angles
-    grad = jax.grad(lambda p: metrics.head_angles_degrees(p).sum())(jnp.zeros((1, 3)))
+    grad = jax.grad(lambda p: faces.head_angles_degrees(p).sum())(jnp.zeros((1, 3)))
     assert np.all(np.isfinite(grad))
 
 

@@ -1,7 +1,7 @@
 """IR-SE (ArcFace): legacy-format reader, converter, embeddings, identity loss and CSIM parity.
 
 Reference values: tests/fixtures/irse (official StyleMask IDLoss on random weights, float64;
-see /work/shared/reference/irse/README.md). `model_ir_se_small` has one unit per stage;
+see tests/fixtures/irse/README.md). `model_ir_se_small` has one unit per stage;
 `_2unit` has [2, 1, 1, 1] units and so also runs a stride-1 unit with an identity shortcut.
 """
 
@@ -19,8 +19,7 @@ from convert_weights.common import ConversionError, StateDict
 from convert_weights.irse import convert_irse, convert_state_dict
 from convert_weights.torch_reader import load_torch_file
 from stylemask_jax import cli
-from stylemask_jax.losses import identity_loss
-from stylemask_jax.metrics import csim
+from stylemask_jax.faces import csim, identity_loss
 from stylemask_jax.models.irse import (IRSE, arcface_input, face_embeddings, irse_from_arch,
                                        load_irse)
 

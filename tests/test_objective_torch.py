@@ -1,5 +1,5 @@
 """One training step's objective and mask-network gradients: JAX (float32) vs a PyTorch
-reference of the same objective (float64, tests/torch_reference/stylemask.py).
+reference of the same objective (float64, stylemask_jax/reference/stylemask.py).
 
 Networks: the converted fixtures (generator_small 64x64, mask_net_small, deca_model_small,
 model_ir_se_small, the synthetic FLAME), built by `build_networks` from converted-weights
@@ -56,11 +56,11 @@ from convert_weights.stylegan2 import convert_stylegan2
 from convert_weights.torch_reader import load_torch_file
 from stylemask_jax.training import networks, objective
 from stylemask_jax.weights import save_weights
-from torch_reference import deca as deca_ref
-from torch_reference import flame as flame_ref
-from torch_reference import irse as irse_ref
-from torch_reference import stylegan2 as sg_ref
-from torch_reference import stylemask as sm_ref
+from stylemask_jax.reference import deca as deca_ref
+from stylemask_jax.reference import flame as flame_ref
+from stylemask_jax.reference import irse as irse_ref
+from stylemask_jax.reference import stylegan2 as sg_ref
+from stylemask_jax.reference import stylemask as sm_ref
 
 FIXTURES = pathlib.Path(__file__).parent / "fixtures"
 SEED = 1              # see the module docstring (rounding margins)

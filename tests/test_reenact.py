@@ -1,6 +1,6 @@
 """Reenactment parity with the official StyleMask code (reference vectors on random weights).
 
-Fixture: tests/fixtures/stylegan2 (see its README in ../shared/reference/stylegan2): a 64x64
+Fixture: tests/fixtures/stylegan2 (see tests/fixtures/stylegan2/README.md): a 64x64
 generator with 9 style layers, a mask network controlling the first 7, three source/target
 pairs, and the gradient of sum(reenacted * R) w.r.t. the mask networks' weights. The expected
 values were computed in float64 by the official code; we run float32 with full-precision

@@ -142,7 +142,7 @@ models = inference.tiny_models(configs.tiny.get_config(), seed=1)
 rng = np.random.default_rng(0)
 w_src, w_tgt = (rng.standard_normal((6, 10, 64)).astype(np.float32) for _ in range(2))
 sharded = inference.reenact_codes(models, w_src, w_tgt, "zip", 4, progress=False)
-inference.data_mesh = lambda: jax.sharding.Mesh(np.array(jax.local_devices()[:1]), ("data",))
+inference.data_mesh = lambda **_: jax.sharding.Mesh(np.array(jax.local_devices()[:1]), ("data",))
 single = inference.reenact_codes(models, w_src, w_tgt, "zip", 4, progress=False)
 np.savez(sys.argv[1], sharded=sharded["reenacted"], single=single["reenacted"])
 """

@@ -1,6 +1,6 @@
 """StyleGAN2 parity against the reference vectors (official code, float64, random weights).
 
-Tolerances follow tests/fixtures/stylegan2/README (../shared/reference/stylegan2/README.md):
+Tolerances follow tests/fixtures/stylegan2/README.md:
 the official code run in float32 deviates from the stored float64 values by about 1e-6
 (w 1.0e-6, styles 8e-7, images 1.1e-6..1.7e-6), so float32 re-implementations that differ only
 in summation order get atol 1e-5 for w / W+ / styles and 1e-4 for images (the suggested

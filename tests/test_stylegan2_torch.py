@@ -1,4 +1,4 @@
-"""The JAX generator against an independent PyTorch reference (tests/torch_reference/stylegan2.py)
+"""The JAX generator against an independent PyTorch reference (stylemask_jax/reference/stylegan2.py)
 at configurations the fixtures do not cover, after checking that reference against the fixtures.
 
 The torch reference runs in float64 (per-sample grouped convs, conv_transpose2d + blur, FIR by
@@ -20,7 +20,7 @@ from convert_weights.torch_reader import load_torch_file
 from stylemask_jax.models import stylegan2 as sg
 from stylemask_jax.ops.modulated_conv import modulated_conv2d
 from stylemask_jax.ops.upfirdn import upfirdn2d
-from torch_reference import stylegan2 as ref
+from stylemask_jax.reference import stylegan2 as ref
 
 FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures", "stylegan2")
 

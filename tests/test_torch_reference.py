@@ -1,4 +1,4 @@
-"""The torch reference parts (tests/torch_reference) against the official reference vectors.
+"""The torch reference parts (stylemask_jax/reference) against the official reference vectors.
 
 Before `test_objective_torch.py` uses them as the reference of the training objective, each part
 is checked here on the fixtures the official PyTorch code produced: FLAME (forward, contour row,
@@ -19,11 +19,11 @@ import torch
 
 from convert_weights.stylegan2 import convert_stylegan2
 from convert_weights.torch_reader import load_torch_file
-from torch_reference import deca as deca_ref
-from torch_reference import flame as flame_ref
-from torch_reference import irse as irse_ref
-from torch_reference import stylegan2 as sg_ref
-from torch_reference import stylemask as sm_ref
+from stylemask_jax.reference import deca as deca_ref
+from stylemask_jax.reference import flame as flame_ref
+from stylemask_jax.reference import irse as irse_ref
+from stylemask_jax.reference import stylegan2 as sg_ref
+from stylemask_jax.reference import stylemask as sm_ref
 
 FIXTURES = pathlib.Path(__file__).parent / "fixtures"
 F64 = torch.float64

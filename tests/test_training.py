@@ -14,6 +14,7 @@ import pytest
 import torch
 
 import configs.tiny
+from stylemask_jax.sharding import data_mesh
 from stylemask_jax.training import checkpoints, loop, networks, objective
 from stylemask_jax.training import state as state_lib
 from stylemask_jax.training.config_overrides import apply_overrides
@@ -35,10 +36,8 @@ def read_metrics(workdir):
 def restore_params(workdir, config):
     nets, _ = networks.build_networks(config)
     optimizer = state_lib.make_optimizer(config.learning_rate, config.weight_decay)
-    target = loop.initial_state(nets, config, optimizer, loop.make_mesh())
-    manager = checkpoints.make_manager(workdir)
-    state, step = checkpoints.restore_latest(manager, target)
-    manager.close()
+    target = state_lib.initial_state(nets, config, optimizer, data_mesh())
+    state, step = checkpoints.restore_state(workdir, nets, config)
     return state, step, target
 
 
@@ -130,8 +129,8 @@ def test_non_finite_update_stops_and_keeps_last_good_checkpoint(tmp_path):
 MULTI_DEVICE_SCRIPT = r"""
 import json, sys
 import jax, numpy as np
-from jax.sharding import NamedSharding, PartitionSpec as P
 import configs.tiny
+from stylemask_jax.sharding import data_mesh, data_sharding, replicated
 from stylemask_jax.training import loop, networks, objective, state as state_lib
 from stylemask_jax.training.config_overrides import apply_overrides
 assert jax.device_count() == 4, jax.devices()
@@ -140,12 +139,11 @@ nets, frozen = networks.build_networks(config)
 optimizer = state_lib.make_optimizer(config.learning_rate, config.weight_decay)
 out = {}
 for n in (1, 4):
-    mesh = loop.make_mesh(n)
-    state = loop.initial_state(nets, config, optimizer, mesh)
+    mesh = data_mesh(n)
+    state = state_lib.initial_state(nets, config, optimizer, mesh)
     batches = [loop.global_batch(loop.host_batch(state.key, s, config, 64), mesh) for s in range(3)]
     grad_fn = jax.jit(jax.grad(lambda p, f, b: objective.loss_fn(p, f, b, nets, config)[0]),
-                      in_shardings=(NamedSharding(mesh, P()), NamedSharding(mesh, P()),
-                                    NamedSharding(mesh, P("data"))))
+                      in_shardings=(replicated(mesh), replicated(mesh), data_sharding(mesh)))
     grads = grad_fn(state.params, frozen, batches[0])
     step = loop.make_train_step(nets, config, optimizer, mesh)
     losses = []

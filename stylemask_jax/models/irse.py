@@ -21,7 +21,7 @@ Parameters stay float32; `dtype` sets the compute dtype of the convolutions and 
 The SE squeeze, the embedding and its L2 normalisation are computed in float32.
 
 Also here: the identity-loss preprocessing (`arcface_input`), `face_embeddings` (preprocess +
-network) and `cosine_similarity`, shared by `losses.identity_loss` and `metrics.csim`, and the
+network) and `cosine_similarity`, shared by `faces.identity_loss` and `faces.csim`, and the
 loader `load_irse(dir)` of a converted weights directory.
 """
 

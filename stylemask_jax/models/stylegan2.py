@@ -37,7 +37,7 @@ import numpy as np
 
 from stylemask_jax.models.stylegan2_layers import (MappingNetwork, StyledConv, ToRGB,
                                                    noise_shapes, style_layer_channels)
-from stylemask_jax.ops.pooling import adaptive_avg_pool2d
+from stylemask_jax.ops.matrix_resize import adaptive_avg_pool2d
 
 
 class Generator(nn.Module):
@@ -224,7 +224,10 @@ def split_styles(styles: jnp.ndarray, style_dims: Sequence[int]) -> list[jnp.nda
     return jnp.split(styles, np.cumsum(style_dims)[:-1].tolist(), axis=-1)
 
 
-def mean_latent(gen: Generator, variables, key: jax.Array, n: int = 4096) -> jnp.ndarray:
+MEAN_LATENT_SAMPLES = 4096  # z samples of the mapping mean when a checkpoint has no latent_avg
+
+
+def mean_latent(gen: Generator, variables, key: jax.Array, n: int = MEAN_LATENT_SAMPLES) -> jnp.ndarray:
     """Mean of mapping(z) over n standard-normal z drawn from `key`: (style_dim,) float32."""
     z = jax.random.normal(key, (n, gen.style_dim), jnp.float32)
     return gen.apply(variables, z, method=Generator.mapping).mean(axis=0)

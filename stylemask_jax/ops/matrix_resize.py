@@ -5,7 +5,9 @@ Two PyTorch resizes whose exact index arithmetic matters for parity with the ref
 - `adaptive_avg_pool2d(x, size)`: `torch.nn.AdaptiveAvgPool2d`. Output index `i` averages input
   indices `floor(n i / m)` .. `ceil(n (i + 1) / m) - 1` (n = input, m = output size), so when m
   does not divide n the windows have uneven lengths and may overlap (188 -> 112 gives windows of
-  2 and 3). With n = k m it is plain k x k average pooling, computed as a block mean.
+  2 and 3). With n = k m it is plain k x k average pooling, computed as a block mean written as
+  slice sums (XLA:CPU reduces over non-minor axes slowly: 1024 -> 256 of 6 images took 36 ms
+  this way vs 225 ms as reshape + mean, in one run on the 2-core CPU).
 - `resize_bilinear_align_corners(x, size)`: `F.interpolate(..., mode='bilinear',
   align_corners=True)`: output index `i` samples input position `i (n - 1) / (m - 1)`.
 
@@ -73,14 +75,19 @@ def _size2(size) -> tuple[int, int]:
 
 
 def adaptive_avg_pool2d(x: jax.Array, size) -> jax.Array:
-    """PyTorch `adaptive_avg_pool2d` on NHWC.
+    """PyTorch `adaptive_avg_pool2d` on NHWC: the one adaptive pooling of the project
+    (face_pool, the loss resolution, ArcFace and e4e inputs, image loading).
 
-    x: (B, H, W, C) float; size: int or (h, w). Returns (B, h, w, C) in x's dtype.
+    x: (B, H, W, C) float; size: int or (h, w). Returns (B, h, w, C) in x's dtype. An up-sizing
+    (e.g. 64 -> 256) replicates pixels, as torch's bins do.
     """
     h, w = _size2(size)
     b, hi, wi, c = x.shape
     if hi % h == 0 and wi % w == 0:  # equal disjoint windows: a block mean (1024 -> 256: 4 x 4)
-        return x.reshape(b, h, hi // h, w, wi // w, c).mean(axis=(2, 4))
+        fh, fw = hi // h, wi // w
+        rows = x.reshape(b, h, fh, wi, c)
+        y = sum(rows[:, :, i] for i in range(fh)).reshape(b, h, w, fw, c)
+        return sum(y[:, :, :, j] for j in range(fw)) / (fh * fw)
     return _apply_hw(x, adaptive_avg_pool_matrix(hi, h), adaptive_avg_pool_matrix(wi, w))
 
 

@@ -38,3 +38,46 @@ def restore_latest(manager: ocp.CheckpointManager, target):
         target)
     state = manager.restore(step, args=ocp.args.StandardRestore(abstract))
     return state, step
+
+
+def restore_state(workdir: str, nets, config, mesh=None):
+    """(state, step) of WORKDIR's latest checkpoint, or (a fresh step-0 state, None) when there is
+    none; restored replicated on `mesh` (default: every device)."""
+    from stylemask_jax.sharding import data_mesh
+    from stylemask_jax.training import state as state_lib
+    mesh = data_mesh() if mesh is None else mesh
+    optimizer = state_lib.make_optimizer(config.learning_rate, config.weight_decay)
+    target = jax.eval_shape(lambda: state_lib.initial_state(nets, config, optimizer, mesh))
+    manager = make_manager(workdir)
+    try:
+        state, step = restore_latest(manager, target)
+    finally:
+        manager.close()
+    if step is None:
+        state = state_lib.initial_state(nets, config, optimizer, mesh)
+    return state, step
+
+
+def restore_mask_params(workdir: str, config):
+    """The networks of `config` and WORKDIR's latest mask parameters (`stylemask evaluate/export`):
+    (nets, frozen, params, step). No checkpoint is a UserInputError."""
+    from stylemask_jax.errors import UserInputError
+    from stylemask_jax.training import networks
+    nets, frozen = networks.build_networks(config)
+    state, step = restore_state(workdir, nets, config)
+    if step is None:
+        raise UserInputError(f"--workdir {workdir}: no checkpoint to load")
+    return nets, frozen, state.params, step
+
+
+def workdir_config(workdir: str, overrides=()):
+    """The config a training run saved (WORKDIR/config.json), with command-line overrides."""
+    import json
+    import ml_collections
+    from stylemask_jax.errors import UserInputError
+    from stylemask_jax.training.config_overrides import apply_overrides
+    path = os.path.join(workdir, "config.json")
+    if not os.path.isfile(path):
+        raise UserInputError(f"--workdir {workdir}: no config.json (not a training workdir)")
+    with open(path) as f:
+        return apply_overrides(ml_collections.ConfigDict(json.load(f)), list(overrides))

@@ -17,10 +17,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from stylemask_jax import faces
 from stylemask_jax import metrics as metrics_lib
 from stylemask_jax import reenact as method
-from stylemask_jax.models.irse import cosine_similarity, face_embeddings
-from stylemask_jax.training.objective import deca_parameters, loss_resolution
+from stylemask_jax.batching import iter_batches
 
 VALIDATION_FILE = "random_latent_codes_100.npy"
 
@@ -44,16 +44,14 @@ def evaluate_batch(mask_params, frozen, z_source, z_target, nets, config) -> dic
     w_src = method.encode_wplus(gen, gvars, z_source, "z", config.truncation, mean)
     w_tgt = method.encode_wplus(gen, gvars, z_target, "z", config.truncation, mean)
     out = method.reenact(gen, gvars, nets.mask_net, {"params": mask_params}, w_src, w_tgt)
-    images = loss_resolution(jnp.concatenate([out["source"], out["target"], out["reenacted"]]))
-    params = deca_parameters(nets, frozen, images, config)
-    src, tgt, reen = (jax.tree_util.tree_map(lambda x, i=i: jnp.split(x, 3)[i], params) for i in range(3))
+    images = faces.loss_resolution(jnp.concatenate([out["source"], out["target"], out["reenacted"]]))
+    params = faces.deca_parameters(nets, frozen, images, config)
+    _, tgt, reen = (jax.tree_util.tree_map(lambda x, i=i: jnp.split(x, 3)[i], params) for i in range(3))
     img_src, img_tgt, img_reen = jnp.split(images, 3)
-    angles_tgt = metrics_lib.head_angles_degrees(tgt["pose"][:, :3])
-    angles_reen = metrics_lib.head_angles_degrees(reen["pose"][:, :3])
-    emb = face_embeddings(nets.irse, frozen["irse"], jnp.concatenate([img_src, img_reen]))
-    emb_src, emb_reen = jnp.split(emb, 2)
+    angles_tgt = faces.head_angles_degrees(tgt["pose"][:, :3])
+    angles_reen = faces.head_angles_degrees(reen["pose"][:, :3])
     return {
-        "csim": cosine_similarity(emb_reen, emb_src),
+        "csim": faces.csim(nets.irse, frozen["irse"], img_reen, img_src),
         "pose_error": metrics_lib.pose_error(angles_reen, angles_tgt),
         "expression_error": metrics_lib.expression_error(reen["pose"], reen["exp"], tgt["pose"],
                                                          tgt["exp"]),
@@ -73,15 +71,11 @@ def make_evaluator(nets, config, mesh=None):
 
     def evaluate(mask_params, frozen, workdir=None, step=0):
         sums, count, rows = {}, 0, []
-        for start in range(0, len(sources), batch):
-            zs, zt = sources[start: start + batch], targets[start: start + batch]
-            n = len(zs)
-            if n < batch:  # pad to the compiled batch size
-                zs = np.concatenate([zs, np.repeat(zs[-1:], batch - n, 0)])
-                zt = np.concatenate([zt, np.repeat(zt[-1:], batch - n, 0)])
-            out = jax.device_get(fn(mask_params, frozen, zs, zt))
+        for _, out in iter_batches(lambda zs, zt: fn(mask_params, frozen, zs, zt),
+                                   [sources, targets], batch):
+            n = len(out["csim"])
             for name in ("csim", "pose_error", "expression_error"):
-                sums[name] = sums.get(name, 0.0) + float(np.sum(out[name][:n]))
+                sums[name] = sums.get(name, 0.0) + float(np.sum(out[name]))
             count += n
             for k in range(n):
                 if len(rows) < config.eval_grid_pairs:
@@ -94,3 +88,12 @@ def make_evaluator(nets, config, mesh=None):
         return results
 
     return evaluate
+
+
+def evaluate_workdir(workdir: str, overrides=()) -> dict:
+    """`stylemask evaluate`: the metrics of WORKDIR's latest checkpoint on the validation pairs
+    (also writes WORKDIR/eval/step_XXXXXXX.png); returns {'step', 'csim', ...}."""
+    from stylemask_jax.training.checkpoints import restore_mask_params, workdir_config
+    config = workdir_config(workdir, overrides)
+    nets, frozen, params, step = restore_mask_params(workdir, config)
+    return {"step": step, **make_evaluator(nets, config)(params, frozen, workdir, step)}

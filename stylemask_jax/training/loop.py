@@ -1,6 +1,6 @@
 """`train(config, workdir)`: the training loop around one jitted, data-parallel step.
 
-Mesh over every device of every host (`jax.make_mesh((n,), ('data',))`); the global batch of
+Mesh over every device of every host (`sharding.data_mesh`, axis 'data'); the global batch of
 random codes is sharded on 'data', the state and the frozen networks are replicated. Each host
 draws its share of the batch from fold_in(fold_in(key, step), process_index), so a resumed run
 sees exactly the batches an uninterrupted run would have seen.
@@ -8,38 +8,21 @@ sees exactly the batches an uninterrupted run would have seen.
 
 from __future__ import annotations
 
-import functools
 import os
-import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.sharding import NamedSharding, PartitionSpec as P
 from tqdm.auto import tqdm
 
 from stylemask_jax.errors import UserInputError
+from stylemask_jax.sharding import data_mesh, data_sharding, replicated
 from stylemask_jax.training import checkpoints, evaluation, networks, objective, state as state_lib
 from stylemask_jax.training.logs import MetricWriter, format_metrics, non_finite
 
 
 class NonFiniteLossError(RuntimeError):
     """A loss became NaN or Inf; the last good checkpoint is kept."""
-
-
-def make_mesh(num_devices: int = 0) -> jax.sharding.Mesh:
-    """A 1-D 'data' mesh over every device of every host (or the first `num_devices`).
-
-    Auto axes: XLA propagates the batch sharding through the step (data parallelism with
-    replicated parameters)."""
-    devices = jax.devices()
-    if num_devices:
-        if num_devices > len(devices):
-            raise UserInputError(f"--config.num_devices={num_devices} but only {len(devices)} "
-                                 "devices are visible")
-        devices = devices[:num_devices]
-    return jax.sharding.Mesh(np.array(devices), ("data",),
-                             axis_types=(jax.sharding.AxisType.Auto,))
 
 
 def host_batch(state_key, step: int, config, style_dim: int) -> dict:
@@ -52,14 +35,12 @@ def host_batch(state_key, step: int, config, style_dim: int) -> dict:
 
 
 def global_batch(batch: dict, mesh) -> dict:
-    sharding = NamedSharding(mesh, P("data"))
+    sharding = data_sharding(mesh)
     return {k: jax.make_array_from_process_local_data(sharding, v) for k, v in batch.items()}
 
 
 def make_train_step(nets: networks.Networks, config, optimizer, mesh):
     """jit(state, frozen, batch) -> (state, metrics); the state buffer is donated."""
-    replicated = NamedSharding(mesh, P())
-
     def train_step(state, frozen, batch):
         key = state_lib.step_key(state.key, state.step)
         grad_fn = jax.value_and_grad(objective.loss_fn, has_aux=True)
@@ -74,18 +55,8 @@ def make_train_step(nets: networks.Networks, config, optimizer, mesh):
         return state.replace(step=state.step + 1, params=params, opt_state=opt_state), metrics
 
     return jax.jit(train_step, donate_argnums=0,
-                   in_shardings=(replicated, replicated, NamedSharding(mesh, P("data"))),
-                   out_shardings=(replicated, replicated))
-
-
-def initial_state(nets: networks.Networks, config, optimizer, mesh):
-    replicated = NamedSharding(mesh, P())
-
-    def init():
-        params = objective.init_mask_params(nets, jax.random.key(config.seed))
-        return state_lib.create_state(params, optimizer, config.seed)
-
-    return jax.jit(init, out_shardings=replicated)()
+                   in_shardings=(replicated(mesh), replicated(mesh), data_sharding(mesh)),
+                   out_shardings=(replicated(mesh), replicated(mesh)))
 
 
 def check_config(config, mesh) -> None:
@@ -113,13 +84,12 @@ def train(config, workdir: str) -> dict:
     """
     if config.get("multihost", False):
         jax.distributed.initialize()
-    mesh = make_mesh(config.get("num_devices", 0))
+    mesh = data_mesh(config.get("num_devices", 0))
     check_config(config, mesh)
-    replicated = NamedSharding(mesh, P())
     nets, frozen = networks.build_networks(config)
-    frozen = jax.device_put(frozen, replicated)
+    frozen = jax.device_put(frozen, replicated(mesh))
     optimizer = state_lib.make_optimizer(config.learning_rate, config.weight_decay)
-    state = initial_state(nets, config, optimizer, mesh)
+    state = state_lib.initial_state(nets, config, optimizer, mesh)
     manager = checkpoints.make_manager(workdir, keep=config.keep_checkpoints)
     state, resumed = checkpoints.restore_latest(manager, state)
     start = int(jax.device_get(state.step))

@@ -17,11 +17,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from stylemask_jax.codes import truncation_mean
 from stylemask_jax.models import deca as deca_lib
 from stylemask_jax.models import flame as flame_lib
 from stylemask_jax.models import irse as irse_lib
 from stylemask_jax.models.mask_net import MaskNet
-from stylemask_jax.models.stylegan2 import Generator, init_variables, load_generator, mean_latent
+from stylemask_jax.models.stylegan2 import Generator, init_variables, load_generator
 
 
 @dataclasses.dataclass(frozen=True)
@@ -143,8 +144,7 @@ def _build_networks(config) -> tuple[Networks, dict]:
         irse = irse_lib.IRSE(units=tuple(config.random_irse_units), dtype=dtype)
         ivars = random_variables(irse, keys[2], jnp.zeros((1, 112, 112, 3), jnp.float32))
     flame = flame_lib.load_flame(weights.flame) if weights.flame else random_flame(keys[3])
-    if latent_avg is None:
-        latent_avg = mean_latent(generator, gvars, jax.random.key(0), 4096)
+    latent_avg = truncation_mean(generator, gvars, latent_avg)
     mask_net = MaskNet(tuple(generator.style_dims[: config.num_layers_control]), dtype=dtype)
     frozen = {"generator": gvars, "deca": dvars, "irse": ivars, "flame": flame,
               "truncation_latent": jnp.asarray(latent_avg, jnp.float32).reshape(-1)}

@@ -3,7 +3,7 @@
 Per batch of random codes (z_source, z_target, z_cycle), following the official trainer:
 
   no gradient:  W+ and style codes of the three faces, their images (pooled to 256) and DECA
-                parameters (two-pass crop, see `deca_parameters`);
+                parameters (two-pass crop, see `faces.deca_parameters`);
   gradient:     reenacted = G(mix(s_src, s_tgt))                       [mask network]
                 cycle:  hat  = G(mix(s_src, s_cyc)),  hat2 = G(mix(mixed, s_cyc))
   losses:       lambda_shape * (shape + eye + mouth) on FLAME(source shape, target exp/pose) vs
@@ -20,64 +20,9 @@ import jax
 import jax.numpy as jnp
 
 from stylemask_jax import reenact as method
+from stylemask_jax.faces import deca_parameters, identity_distance, loss_resolution
 from stylemask_jax.losses import face_losses
-from stylemask_jax.models import flame as flame_lib
-from stylemask_jax.models.deca import split_params
-from stylemask_jax.models.irse import cosine_similarity, face_embeddings
-from stylemask_jax.models.mask_net import init_mask_net
-from stylemask_jax.ops.deca_crop import (box_center_size, box_transform, deca_crop_from_box,
-                                         landmark_box)
-from stylemask_jax.ops.matrix_resize import adaptive_avg_pool2d
-
-LOSS_SIZE = 256  # the trainer pools every generator image to 256 before its losses
-
-
-def init_mask_params(nets, key: jax.Array):
-    return init_mask_net(nets.mask_net, key)["params"]
-
-
-def loss_resolution(images: jax.Array) -> jax.Array:
-    """(B, N, N, 3) -> (B, 256, 256, 3): adaptive average pooling (an exact 4x4 mean at 1024),
-    or nearest-neighbour upsampling for generators smaller than 256 (the tiny config)."""
-    n = images.shape[1]
-    if n > LOSS_SIZE:
-        return adaptive_avg_pool2d(images, LOSS_SIZE)
-    if n < LOSS_SIZE:
-        if LOSS_SIZE % n:
-            return jax.image.resize(images, images.shape[:1] + (LOSS_SIZE, LOSS_SIZE, 3), "nearest")
-        return jnp.repeat(jnp.repeat(images, LOSS_SIZE // n, axis=1), LOSS_SIZE // n, axis=2)
-    return images
-
-
-def deca_parameters(nets, frozen, images: jax.Array, config) -> dict:
-    """DECA parameters of (B, 256, 256, 3) images in [-1, 1], inside the jitted graph.
-
-    The reference crops around landmarks from a face-alignment network run outside the graph.
-    Here pass 1 crops the fixed box `config.deca_fixed_box` (where an FFHQ-aligned face sits),
-    encodes, and projects FLAME's 68 landmarks back to the 256 image; pass 2 crops around those
-    landmarks (the reference's crop rule) and encodes again. The landmarks are constants
-    (stop_gradient), as detector landmarks are in the reference. A second-pass box whose size is
-    outside `config.deca_box_size_range` times the fixed box's (a failed first pass) falls back
-    to the fixed box, like the reference's fallback when no face is detected; the returned
-    'crop_fallback' (B,) is 1 where that happened.
-    """
-    box = jnp.asarray(config.deca_fixed_box, jnp.float32)
-    code = split_params(nets.deca.apply(frozen["deca"], deca_crop_from_box(images, box)))
-    batch = images.shape[0]
-    if not config.deca_two_pass:
-        return dict(code, crop_fallback=jnp.zeros((batch,), jnp.float32))
-    decoded = flame_lib.decode(frozen["flame"], code["shape"], code["exp"], code["pose"], code["cam"])
-    matrix = box_transform(box)[0]                       # 256-image pixels -> crop pixels
-    landmarks = (decoded.landmarks2d - matrix[:2, 2]) / matrix[0, 0]
-    second = jax.lax.stop_gradient(landmark_box(landmarks))
-    _, _, fixed_size = box_center_size(box)
-    _, _, size = box_center_size(second)
-    low, high = config.deca_box_size_range
-    ok = (size >= low * fixed_size) & (size <= high * fixed_size)
-    boxes = jnp.where(ok[:, None], second, box[None, :])
-    code = split_params(nets.deca.apply(frozen["deca"], deca_crop_from_box(images, boxes)))
-    return dict(code, crop_fallback=1.0 - ok.astype(jnp.float32))
-
+from stylemask_jax.models.irse import face_embeddings
 
 def _split(tree, parts: int):
     """Splits every leaf's batch axis into `parts` equal consecutive chunks."""
@@ -124,7 +69,7 @@ def loss_fn(mask_params, frozen, batch: dict, nets, config, key=None):
     images_r, params_r = faces(frozen, wplus_r, styles_r)
     emb_src = sg(face_embeddings(nets.irse, frozen["irse"], img_src))
     emb_r = face_embeddings(nets.irse, frozen["irse"], images_r)
-    identity = 1.0 - cosine_similarity(emb_r, jnp.concatenate([emb_src] * n, axis=0))
+    identity = identity_distance(emb_r, jnp.concatenate([emb_src] * n, axis=0))
 
     flame, lam_s, lam_id = frozen["flame"], config.lambda_shape, config.lambda_identity
     reen = _split(params_r, n)

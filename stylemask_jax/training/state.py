@@ -14,6 +14,9 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from stylemask_jax.models.mask_net import init_mask_net
+from stylemask_jax.sharding import replicated
+
 
 @flax.struct.dataclass
 class TrainState:
@@ -40,3 +43,16 @@ def step_key(state_key: jax.Array, step, process_index: int = 0) -> jax.Array:
     """The PRNG key of one step on one host: fold_in(fold_in(key, step), process_index)."""
     key = jax.random.wrap_key_data(state_key)
     return jax.random.fold_in(jax.random.fold_in(key, step), process_index)
+
+
+def init_mask_params(nets, key: jax.Array):
+    """Fresh mask-network parameters of `nets.mask_net` from `key`."""
+    return init_mask_net(nets.mask_net, key)["params"]
+
+
+def initial_state(nets, config, optimizer: optax.GradientTransformation, mesh) -> TrainState:
+    """The step-0 state from `config.seed`, created replicated on `mesh` (jit out_shardings)."""
+    def init():
+        return create_state(init_mask_params(nets, jax.random.key(config.seed)), optimizer,
+                            config.seed)
+    return jax.jit(init, out_shardings=replicated(mesh))()

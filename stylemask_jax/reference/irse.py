@@ -113,7 +113,7 @@ def build_irse(state_dict: dict, dtype=torch.float64) -> TorchIRSE:
 
 
 # ---------------------------------------------------------------------------------------------
-# e4e (timing only: random weights, no loader)
+# e4e (random weights for timing, or an official checkpoint through build_e4e)
 # ---------------------------------------------------------------------------------------------
 
 class _Style(nn.Module):
@@ -130,8 +130,8 @@ class _Style(nn.Module):
 class TorchE4E(IRSEBackbone):
     """(B, 3, 256, 256) -> (B, n_styles, 512)."""
 
-    def __init__(self, n_styles=18):
-        super().__init__()
+    def __init__(self, n_styles=18, units=IRSE50_UNITS):
+        super().__init__(units)
         self.styles = nn.ModuleList([_Style(4 if i < 3 else 5 if i < 7 else 6) for i in range(n_styles)])
         self.lat1, self.lat2 = nn.Conv2d(256, 512, 1), nn.Conv2d(128, 512, 1)
         self.latent_avg = nn.Parameter(torch.zeros(n_styles, 512))
@@ -150,3 +150,26 @@ class TorchE4E(IRSEBackbone):
                                          align_corners=True) + self.lat2(c1)
             w[:, i] += self.styles[i](features)
         return w + self.latent_avg
+
+
+def build_e4e(encoder_state_dict: dict, latent_avg, dtype=torch.float64) -> TorchE4E:
+    """An eval-mode TorchE4E holding the `encoder.*` entries of an official e4e checkpoint
+    (prefix stripped; numpy arrays or tensors) and its `latent_avg` ((n_styles, 512) or (512,)).
+
+    The official style heads end in an EqualLinear (weight scaled by 1/sqrt(512) at run time),
+    folded here into the nn.Linear weight; `latlayer1/2` are our `lat1/2`."""
+    sd = {k: np.asarray(v) for k, v in encoder_state_dict.items()}
+    n_units = 1 + max(int(m.group(1)) for k in sd if (m := re.match(r"body\.(\d+)\.", k)))
+    widths = [int(sd[f"body.{n}.res_layer.1.weight"].shape[0]) for n in range(n_units)]
+    n_styles = 1 + max(int(m.group(1)) for k in sd if (m := re.match(r"styles\.(\d+)\.", k)))
+    model = TorchE4E(n_styles, [widths.count(w) for w in WIDTHS])
+    tensors = {}
+    for key, value in sd.items():
+        if re.match(r"styles\.\d+\.linear\.weight$", key):
+            value = value / np.sqrt(value.shape[1])
+        key = key.replace("latlayer1", "lat1").replace("latlayer2", "lat2")
+        tensors[key] = torch.as_tensor(value)
+    avg = np.asarray(latent_avg, np.float64).reshape(-1, 512)
+    tensors["latent_avg"] = torch.as_tensor(np.broadcast_to(avg, (n_styles, 512)).copy())
+    model.load_state_dict(tensors)
+    return model.to(dtype).eval()

@@ -1,0 +1,295 @@
+"""`stylemask compare`: our JAX networks vs the PyTorch reference, on the user's checkpoints.
+
+    stylemask compare --generator-pt stylegan2-ffhq-config-f.pt --mask-net-pt mask_network_1024.pt \
+        --e4e-pt e4e_ffhq_encode.pt --irse-pt model_ir_se50.pth --deca-tar deca_model.tar
+
+Each given file is converted in memory with the converter `stylemask convert` uses (nothing is
+written) and loaded as is into the PyTorch reference formulation of `stylemask_jax.reference`
+(written from the equations; needs the `[torch]` extra). Both run on the same seeded inputs:
+
+  network     input (seeded)                                  output compared
+  generator   z ~ N(0, 1) (B, style_dim), no truncation      image (B, H, W, 3)
+  mask-net    source/target style codes ~ N(0, 1) per layer  masks, all controlled layers
+  e4e         images ~ U(-1, 1) (B, 256, 256, 3)              W+ codes (B, n_styles, 512)
+  irse        images ~ U(-1, 1) (B, 256, 256, 3)              embeddings (B, 512)
+  deca        crops ~ U(0, 1) (B, 224, 224, 3)                parameters (B, 236)
+
+JAX runs in float32 (matmuls at full precision); the reference runs in float64 (the values
+compared against) and in float32 (the speed compared against, and the float32 rounding of the
+reference itself on these inputs). A network fails when JAX's max abs difference from the
+float64 reference exceeds its tolerance, max(TOLERANCES[network], 5 x the float32 reference's
+own max abs difference), as the parity tests reason (TOLERANCES are their tolerances, on the
+official reference vectors; random inputs can give larger outputs, e.g. DECA parameters up to
+10 instead of 1, and so larger float32 rounding). `--tolerance NAME=VALUE` sets a tolerance
+exactly. A failure exits 1. Times are one call after a warm-up call (JAX: after compilation).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+
+import numpy as np
+
+from stylemask_jax.errors import UserInputError
+
+# Max abs difference allowed, float32 JAX vs the float64 reference: the tolerances of the parity
+# tests on the official reference vectors (tests/test_stylegan2_torch.py full FFHQ-1024 layout,
+# tests/test_reenact.py masks, tests/test_e4e.py, tests/test_irse.py, tests/test_deca.py).
+TOLERANCES = {"generator": 1e-3, "mask-net": 1e-5, "e4e": 2e-5, "irse": 1e-6, "deca": 5e-6}
+FLOAT32_FLOOR_FACTOR = 5.0  # x the float32 reference's own difference from float64
+EXIT_ABOVE_TOLERANCE = 1
+NETWORKS = ("generator", "mask-net", "e4e", "irse", "deca")
+_OPTIONS = {"generator": "generator_pt", "mask-net": "mask_net_pt", "e4e": "e4e_pt",
+            "irse": "irse_pt", "deca": "deca_tar"}
+
+
+@dataclasses.dataclass
+class Row:
+    network: str
+    output: str
+    max_abs: float | None = None
+    mean_abs: float | None = None
+    tolerance: float | None = None
+    torch32_max_abs: float | None = None
+    jax_s: float | None = None
+    torch_s: float | None = None
+    note: str = ""
+
+    @property
+    def failed(self) -> bool:
+        return self.max_abs is not None and not self.max_abs <= self.tolerance
+
+
+def _timed(fn):
+    """(result of the second call, its seconds); the first call warms up (compiles)."""
+    fn()
+    start = time.perf_counter()
+    out = fn()
+    return out, time.perf_counter() - start
+
+
+def _jax_call(fn):
+    import jax
+
+    def call():
+        with jax.default_matmul_precision("highest"):
+            return np.asarray(jax.block_until_ready(fn()), np.float64)
+    return call
+
+
+def _torch_call(fn):
+    import torch
+
+    def call():
+        with torch.no_grad():
+            return np.asarray(fn(), np.float64)
+    return call
+
+
+def _nchw(x, torch, dtype):
+    return torch.as_tensor(np.ascontiguousarray(np.transpose(x, (0, 3, 1, 2)))).to(dtype)
+
+
+# ---------------------------------------------------------------------------------------------
+# one function per network: (output name, jax call, torch call)
+# ---------------------------------------------------------------------------------------------
+
+def _generator(path, rng, batch, torch):
+    import jax
+    from convert_weights.stylegan2 import convert_stylegan2
+    from convert_weights.torch_reader import load_torch_file
+    from stylemask_jax.models.stylegan2 import Generator
+    from stylemask_jax.reference import stylegan2 as ref
+    checkpoint = load_torch_file(path)
+    variables, arch, _ = convert_stylegan2(checkpoint, source=str(path))
+    gen = Generator.from_arch(arch)
+    state = checkpoint["g_ema"] if isinstance(checkpoint, dict) and "g_ema" in checkpoint else checkpoint
+    z = rng.standard_normal((batch, arch["style_dim"])).astype(np.float32)
+    fn = jax.jit(lambda v, z: gen.apply(v, z))
+
+    def reference(dtype):
+        module = ref.build_generator(state, arch, dtype)
+        return lambda: ref.forward(module, z=z)
+    return "image", (lambda: fn(variables, z)), reference
+
+
+def _mask_net(path, rng, batch, torch):
+    import jax
+    import jax.numpy as jnp
+    from convert_weights.mask_net import convert_mask_net
+    from convert_weights.torch_reader import load_torch_file
+    from stylemask_jax.models.mask_net import MaskNet
+    from stylemask_jax.reference.stylemask import build_mask_net
+    variables, arch = convert_mask_net(path)
+    net = MaskNet(tuple(arch["widths"]))
+    used = {f"network_{i:02d}" for i in range(arch["num_layers_control"])}
+    state = {k: v for k, v in load_torch_file(path)["mask_net"].items() if k.split(".")[0] in used}
+    src = [rng.standard_normal((batch, w)).astype(np.float32) for w in arch["widths"]]
+    tgt = [rng.standard_normal((batch, w)).astype(np.float32) for w in arch["widths"]]
+    fn = jax.jit(lambda v, s, t: jnp.concatenate(net.apply(v, s, t), axis=1))
+
+    def reference(dtype):
+        module = build_mask_net(state, dtype)
+        s, t = ([torch.as_tensor(x).to(dtype) for x in xs] for xs in (src, tgt))
+        return lambda: torch.cat(module(s, t), 1)
+    return "masks", (lambda: fn(variables, src, tgt)), reference
+
+
+def _e4e(path, rng, batch, torch):
+    import jax
+    from convert_weights.e4e import convert_e4e
+    from convert_weights.torch_reader import load_torch_file
+    from stylemask_jax.models.e4e import e4e_from_arch
+    from stylemask_jax.reference.irse import build_e4e
+    variables, arch = convert_e4e(path)
+    encoder = e4e_from_arch(arch)
+    checkpoint = load_torch_file(path)
+    state = {k[len("encoder."):]: v for k, v in checkpoint["state_dict"].items()
+             if k.startswith("encoder.")}
+    images = rng.uniform(-1, 1, (batch, 256, 256, 3)).astype(np.float32)
+    fn = jax.jit(encoder.apply)
+
+    def reference(dtype):
+        module, x = build_e4e(state, checkpoint["latent_avg"], dtype), _nchw(images, torch, dtype)
+        return lambda: module(x)
+    return "W+ codes", (lambda: fn(variables, images)), reference
+
+
+def _irse(path, rng, batch, torch):
+    import jax
+    from convert_weights.irse import convert_irse
+    from convert_weights.torch_reader import load_torch_file
+    from stylemask_jax.models.irse import face_embeddings, irse_from_arch
+    from stylemask_jax.reference.irse import build_irse
+    variables, arch = convert_irse(path)
+    model = irse_from_arch(arch)
+    state = load_torch_file(path)
+    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+        state = state["state_dict"]
+    images = rng.uniform(-1, 1, (batch, 256, 256, 3)).astype(np.float32)
+    fn = jax.jit(lambda v, x: face_embeddings(model, v, x))
+
+    def reference(dtype):
+        module, x = build_irse(state, dtype), _nchw(images, torch, dtype)
+        return lambda: module.embed(x)
+    return "embeddings", (lambda: fn(variables, images)), reference
+
+
+def _deca(path, rng, batch, torch):
+    import jax
+    from convert_weights.deca import convert_deca
+    from convert_weights.torch_reader import load_torch_file
+    from stylemask_jax.models.deca import DecaEncoder
+    from stylemask_jax.reference.deca import build_deca
+    variables, arch = convert_deca(path)
+    model = DecaEncoder(blocks=tuple(arch["blocks"]))
+    state = load_torch_file(path)["E_flame"]
+    crops = rng.uniform(0, 1, (batch, 224, 224, 3)).astype(np.float32)
+    fn = jax.jit(model.apply)
+
+    def reference(dtype):
+        module, x = build_deca(state, dtype), _nchw(crops, torch, dtype)
+        return lambda: module(x)
+    return "parameters", (lambda: fn(variables, crops)), reference
+
+
+_BUILDERS = {"generator": _generator, "mask-net": _mask_net, "e4e": _e4e, "irse": _irse,
+             "deca": _deca}
+
+
+def compare(files: dict, batch: int = 1, seed: int = 0, tolerances: dict | None = None) -> list[Row]:
+    """files: {network: checkpoint path} for any of NETWORKS; tolerances: exact overrides.
+    Returns one Row per given network, in NETWORKS order."""
+    try:
+        import torch
+    except ImportError:
+        raise UserInputError("stylemask compare needs PyTorch: pip install -e \".[torch]\"") from None
+    tolerances = tolerances or {}
+    rows = []
+    for network in NETWORKS:
+        if not files.get(network):
+            continue
+        rng = np.random.default_rng(seed)
+        output, jax_fn, reference = _BUILDERS[network](files[network], rng, batch, torch)
+        ours, jax_s = _timed(_jax_call(jax_fn))
+        theirs32, torch_s = _timed(_torch_call(reference(torch.float32)))
+        theirs = _torch_call(reference(torch.float64))()
+        if ours.shape != theirs.shape:  # torch gives NCHW images
+            theirs, theirs32 = (np.transpose(x, (0, 2, 3, 1)) for x in (theirs, theirs32))
+        diff = np.abs(ours - theirs)
+        floor = float(np.abs(theirs32 - theirs).max())
+        tol = tolerances.get(network, max(TOLERANCES[network], FLOAT32_FLOOR_FACTOR * floor))
+        rows.append(Row(network, output, float(diff.max()), float(diff.mean()), tol, floor,
+                        jax_s, torch_s))
+    return rows
+
+
+def format_table(rows: list[Row]) -> str:
+    """A markdown table: JAX float32 vs the float64 reference, and the float32 reference's own
+    difference; times of JAX float32 and torch float32."""
+    head = ["network", "output", "max abs diff", "mean abs diff", "torch f32 max abs diff",
+            "tolerance", "JAX s", "torch s", "result"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        if r.max_abs is None:
+            cells = [r.network, r.output, "-", "-", "-", "-", "-", "-", r.note]
+        else:
+            cells = [r.network, r.output, f"{r.max_abs:.2e}", f"{r.mean_abs:.2e}",
+                     f"{r.torch32_max_abs:.2e}", f"{r.tolerance:.1e}", f"{r.jax_s:.3f}", f"{r.torch_s:.3f}",
+                     "FAIL" if r.failed else "ok"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------
+# the sub-command (torch is imported only when it runs)
+# ---------------------------------------------------------------------------------------------
+
+def add_arguments(p) -> None:
+    parts = __doc__.split("\n\n")
+    p.description = (" ".join((parts[2].rsplit(":", 1)[0] + ". " + parts[4]).split())
+                     + " Base tolerances (max abs "
+                     "diff): " + ", ".join(f"{k} {v:.0e}" for k, v in TOLERANCES.items()) + ".")
+    p.add_argument("--generator-pt", metavar="FILE.pt", help="official StyleGAN2 checkpoint")
+    p.add_argument("--mask-net-pt", metavar="FILE.pt", help="official StyleMask mask network")
+    p.add_argument("--e4e-pt", metavar="FILE.pt", help="official e4e encoder (e4e_ffhq_encode.pt)")
+    p.add_argument("--irse-pt", metavar="FILE.pth", help="ArcFace IR-SE (model_ir_se50.pth)")
+    p.add_argument("--deca-tar", metavar="FILE.tar", help="DECA checkpoint (deca_model.tar)")
+    p.add_argument("--batch", type=int, default=1, help="inputs per network")
+    p.add_argument("--seed", type=int, default=0, help="seed of the inputs (numpy)")
+    p.add_argument("--tolerance", action="append", default=[], metavar="NAME=VALUE",
+                   help="set a network's max abs tolerance exactly (no float32 floor), "
+                        "e.g. generator=1e-4; repeatable")
+
+
+def _parse_tolerances(items) -> dict:
+    out = {}
+    for item in items:
+        name, _, value = item.partition("=")
+        try:
+            if name not in TOLERANCES:
+                raise ValueError
+            out[name] = float(value)
+        except ValueError:
+            raise UserInputError(f"--tolerance {item!r}: expected NAME=VALUE with NAME one of "
+                                 f"{', '.join(TOLERANCES)}") from None
+    return out
+
+
+def run(args) -> int:
+    files = {net: getattr(args, opt) for net, opt in _OPTIONS.items()}
+    if not any(files.values()):
+        raise UserInputError("give at least one checkpoint: --generator-pt, --mask-net-pt, "
+                             "--e4e-pt, --irse-pt or --deca-tar")
+    if args.batch < 1:
+        raise UserInputError(f"--batch must be at least 1, got {args.batch}")
+    rows = compare(files, args.batch, args.seed, _parse_tolerances(args.tolerance))
+    print(format_table(rows))
+    failed = [r for r in rows if r.failed]
+    if failed:
+        print("stylemask compare: above tolerance: " + ", ".join(
+            f"{r.network} ({r.max_abs:.2e} > {r.tolerance:.1e})" for r in failed))
+        return EXIT_ABOVE_TOLERANCE
+    print(f"stylemask compare: all {len(rows)} networks within tolerance")
+    return 0

@@ -1,1 +1,0 @@
-"""Independent PyTorch re-implementations used as references by the tests and benchmarks."""
