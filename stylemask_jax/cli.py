@@ -217,17 +217,20 @@ def _run_export(args):
 # invert
 # ---------------------------------------------------------------------------------------------
 
-_INVERT_HELP = """Expects FFHQ-aligned face crops, as the e4e encoder was trained on: square, 256x256
-or larger (1024 is box-averaged to 256, sizes that are not multiples of 256 are resized
-bilinearly); aligning unaligned photos from facial landmarks is not implemented yet. Writes OUT/wplus.npy (N, L, 512) with OUT/wplus.txt (the
-input order), OUT/codes/NAME.npy (1, L, 512) per image (both readable by
+_INVERT_HELP = """Takes ordinary photos: the largest face is found with dlib's 68 landmarks and
+FFHQ-aligned to 256 as the official StyleMask script does (OUT/aligned/NAME.png). With --aligned,
+the images are ready FFHQ-aligned crops: square, 256x256 or larger (1024 is box-averaged to 256,
+sizes that are not multiples of 256 are resized bilinearly). Writes OUT/wplus.npy (N, L, 512) with
+OUT/wplus.txt (the input order), OUT/codes/NAME.npy (1, L, 512) per image (both readable by
 `stylemask reenact --sources/--targets`), and with --generator OUT/reconstructions/NAME.png."""
 
 
 def _add_invert(p):
-    p.description = ("Invert aligned face photos into StyleGAN2 W+ codes with the e4e encoder. "
+    p.description = ("Invert face photos into StyleGAN2 W+ codes with the e4e encoder. "
                      + _INVERT_HELP)
-    p.add_argument("images", nargs="+", metavar="IMAGE", help="aligned face crops (PNG, JPEG, ...)")
+    p.add_argument("images", nargs="+", metavar="IMAGE", help="face photos (PNG, JPEG, WebP, ...)")
+    p.add_argument("--aligned", action="store_true", help="the images are FFHQ-aligned crops "
+                   "already: skip detection and alignment")
     p.add_argument("--e4e", required=True, metavar="DIR", help="converted e4e encoder "
                    "(`stylemask convert e4e`)")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder")
@@ -235,11 +238,13 @@ def _add_invert(p):
                    "(`stylemask convert stylegan2`, or e4e's own via `convert e4e --generator-out`)"
                    ": also write the reconstructions")
     p.add_argument("--batch-size", type=int, default=8, help="images per jitted call")
+    _add_refine(p.add_argument_group("refinement (needs --generator)"))
 
 
 def _run_invert(args):
     from stylemask_jax.inversion import invert_to_folder
-    print(invert_to_folder(args.images, args.e4e, args.out, args.generator, args.batch_size))
+    print(invert_to_folder(args.images, args.e4e, args.out, args.generator, args.batch_size,
+                           aligned=args.aligned, refine=_refine_settings(args), irse_dir=args.irse))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -261,7 +266,7 @@ COMMANDS = [
      _add_convert, _run_convert),
     ("generate", "sample images from a converted generator (or --config tiny) by seed",
      _add_generate, _run_generate),
-    ("invert", "invert FFHQ-aligned face photos into W+ codes with e4e (alignment comes later)",
+    ("invert", "invert face photos (aligned here, or --aligned crops) into W+ codes with e4e",
      _add_invert, _run_invert),
     ("reenact", "reenact source faces with the pose and expression of target faces",
      _add_reenact, _run_reenact),

@@ -138,3 +138,22 @@ def test_mismatched_wplus_length(tmp_path, weights, capsys):
                      "--out", str(out)]) == 2
     err = capsys.readouterr().err.strip()
     assert "(8, 512) W+ codes; the encoder gives (10, 512)" in err and not out.exists()
+
+
+def test_invert_unaligned_photos_with_refinement(tmp_path, weights, capsys):
+    out = tmp_path / "out"
+    photos = [fixture_photo("astronaut"), fixture_photo("astronaut_small")]
+    assert cli.main(["invert", *photos, "--e4e", weights["e4e"], "--generator", weights["generator"],
+                     "--refine-steps", "2", "--irse", weights["irse"], "--batch-size", "2",
+                     "--out", str(out)]) == 0
+    assert "refined 2 steps" in capsys.readouterr().out
+    assert np.load(out / "wplus.npy").shape == (2, 10, 512)
+    for name in ("astronaut", "astronaut_small"):
+        assert np.asarray(Image.open(out / "aligned" / f"{name}.png")).shape == (256, 256, 3)
+        assert np.asarray(Image.open(out / "reconstructions" / f"{name}.png")).shape == (64, 64, 3)
+    # a photo without a face: one line, nothing written
+    wall = tmp_path / "wall.png"
+    Image.fromarray(np.full((150, 150, 3), 90, np.uint8)).save(wall)
+    assert cli.main(["invert", str(wall), "--e4e", weights["e4e"], "--out", str(tmp_path / "o2")]) == 2
+    assert "wall.png: no face found" in capsys.readouterr().err
+    assert not (tmp_path / "o2").exists()
