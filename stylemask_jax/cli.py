@@ -77,9 +77,13 @@ def _add_reenact(p):
     models.add_argument("--config", default=None, help="'tiny': random weights, no files needed "
                         "(the images are noise, not faces)")
     codes = p.add_argument_group("sources and targets")
-    codes.add_argument("--sources", metavar="NPY|DIR", help="source codes: a .npy file or a folder "
-                       "of .npy files holding Z (D,)/(B,D), W (B,D) or W+ (B,L,D) codes")
-    codes.add_argument("--targets", metavar="NPY|DIR", help="target codes, same forms as --sources")
+    codes.add_argument("--sources", metavar="PHOTO|NPY|DIR", help="source faces: a photo "
+                       "(.png/.jpg/.jpeg/.webp: detected, FFHQ-aligned and inverted with --e4e), a "
+                       ".npy file of Z (D,)/(B,D), W (B,D) or W+ (B,L,D) codes, or a folder of either "
+                       "kind. Rule: a folder must hold only photos or only .npy files (other files "
+                       "are ignored); --sources and --targets may be of different kinds")
+    codes.add_argument("--targets", metavar="PHOTO|NPY|DIR", help="target faces, same forms as "
+                       "--sources")
     codes.add_argument("--num-pairs", type=int, default=4, help="random Z sources/targets to draw "
                        "from --seed when --sources/--targets are not given")
     codes.add_argument("--code-type", choices=("auto", "z", "w", "wplus"), default="auto",
@@ -96,8 +100,54 @@ def _add_reenact(p):
     p.add_argument("--resize-256", action="store_true", help="average-pool images to 256x256 "
                    "(as StyleMask does before its losses)")
     p.add_argument("--save-arrays", action="store_true", help="also write float32 images (NHWC) "
-                   "and the codes as .npy under OUT/arrays")
+                   "and the codes as .npy under OUT/arrays (for photos: source_codes/target_codes "
+                   "are the inverted e4e codes, *_wplus the truncated ones)")
+    p.add_argument("--outputs", choices=("all", "reenacted"), default="all",
+                   help="all: synthesise source, target and reenacted images (grid.png, matrix.png, "
+                        "pairs/); reenacted: only the reenacted images, one generator call per "
+                        "batch instead of three, written to pairs/ (no grid.png or matrix.png)")
+    photos = p.add_argument_group("photos and videos")
+    photos.add_argument("--e4e", metavar="DIR", default=None, help="converted e4e encoder "
+                        "(`stylemask convert e4e`): needed for photos and --driving. Photos are "
+                        "truncated like the official real-image path (--truncation, row-wise)")
+    photos.add_argument("--driving", metavar="CLIP", default=None, help="a driving video: "
+                        "reenact the one --sources photo with every frame as the target; writes "
+                        "OUT/reenacted.mp4 at the clip's frame rate with its audio (landmarks "
+                        "smoothed over time; frames without a face reuse the last alignment)")
+    photos.add_argument("--side-by-side", action="store_true", help="with --driving: each frame "
+                        "is the driving frame, resized to the output's height (aspect kept), left "
+                        "of the reenacted one")
+    photos.add_argument("--paste-back", action="store_true", help="put the reenacted face back "
+                        "into the source photo (feathered edge): OUT/pasted/ for photos, the "
+                        "source photo's size for --driving")
+    photos.add_argument("--save-aligned", action="store_true", help="write the aligned 256 crops "
+                        "to OUT/aligned/sources/ and OUT/aligned/targets/")
+    _add_refine(photos)
     p.add_argument("--out", required=True, metavar="DIR", help="output folder")
+
+
+def _add_refine(group):
+    from stylemask_jax.photos.refine import RefineSettings
+    d = RefineSettings()
+    group.add_argument("--refine-steps", type=int, default=0, help="refine each e4e code by this "
+                       "many Adam steps in W+ on the reconstruction of its aligned crop (0: off)")
+    group.add_argument("--refine-lr", type=float, default=d.lr, help="Adam step size")
+    group.add_argument("--refine-l2", type=float, default=d.l2, help="weight of the mean squared "
+                       "error at 256 px (images in [-1, 1])")
+    group.add_argument("--refine-l1", type=float, default=d.l1, help="weight of the mean absolute error")
+    group.add_argument("--refine-identity", type=float, default=d.identity, help="weight of the "
+                       "ArcFace identity term 1 - cos (used only with --irse)")
+    group.add_argument("--refine-pull", type=float, default=d.pull, help="weight of the mean "
+                       "squared distance to the e4e code")
+    group.add_argument("--irse", metavar="DIR", default=None, help="converted ArcFace IR-SE "
+                       "(`stylemask convert irse`) for the identity term of the refinement")
+
+
+def _refine_settings(args):
+    from stylemask_jax.photos.refine import RefineSettings
+    return RefineSettings(steps=args.refine_steps, lr=args.refine_lr, l2=args.refine_l2,
+                          l1=args.refine_l1, identity=args.refine_identity,
+                          pull=args.refine_pull).check()
 
 
 def _run_reenact(args):
@@ -107,7 +157,10 @@ def _run_reenact(args):
         sources=args.sources, targets=args.targets, num_pairs=args.num_pairs,
         code_type=args.code_type, seed=args.seed, truncation=args.truncation,
         mean_latent=args.mean_latent, pairs=args.pairs, batch_size=args.batch_size,
-        resize_256=args.resize_256, save_arrays=args.save_arrays))
+        resize_256=args.resize_256, save_arrays=args.save_arrays, outputs=args.outputs,
+        e4e_dir=args.e4e, driving=args.driving, save_aligned=args.save_aligned,
+        paste_back=args.paste_back, side_by_side=args.side_by_side,
+        refine=_refine_settings(args), irse_dir=args.irse))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -164,17 +217,20 @@ def _run_export(args):
 # invert
 # ---------------------------------------------------------------------------------------------
 
-_INVERT_HELP = """Expects FFHQ-aligned face crops, as the e4e encoder was trained on: square, 256x256
-or larger (1024 is box-averaged to 256, sizes that are not multiples of 256 are resized
-bilinearly); aligning unaligned photos from facial landmarks is not implemented yet. Writes OUT/wplus.npy (N, L, 512) with OUT/wplus.txt (the
-input order), OUT/codes/NAME.npy (1, L, 512) per image (both readable by
+_INVERT_HELP = """Takes ordinary photos: the largest face is found with dlib's 68 landmarks and
+FFHQ-aligned to 256 as the official StyleMask script does (OUT/aligned/NAME.png). With --aligned,
+the images are ready FFHQ-aligned crops: square, 256x256 or larger (1024 is box-averaged to 256,
+sizes that are not multiples of 256 are resized bilinearly). Writes OUT/wplus.npy (N, L, 512) with
+OUT/wplus.txt (the input order), OUT/codes/NAME.npy (1, L, 512) per image (both readable by
 `stylemask reenact --sources/--targets`), and with --generator OUT/reconstructions/NAME.png."""
 
 
 def _add_invert(p):
-    p.description = ("Invert aligned face photos into StyleGAN2 W+ codes with the e4e encoder. "
+    p.description = ("Invert face photos into StyleGAN2 W+ codes with the e4e encoder. "
                      + _INVERT_HELP)
-    p.add_argument("images", nargs="+", metavar="IMAGE", help="aligned face crops (PNG, JPEG, ...)")
+    p.add_argument("images", nargs="+", metavar="IMAGE", help="face photos (PNG, JPEG, WebP, ...)")
+    p.add_argument("--aligned", action="store_true", help="the images are FFHQ-aligned crops "
+                   "already: skip detection and alignment")
     p.add_argument("--e4e", required=True, metavar="DIR", help="converted e4e encoder "
                    "(`stylemask convert e4e`)")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder")
@@ -182,11 +238,13 @@ def _add_invert(p):
                    "(`stylemask convert stylegan2`, or e4e's own via `convert e4e --generator-out`)"
                    ": also write the reconstructions")
     p.add_argument("--batch-size", type=int, default=8, help="images per jitted call")
+    _add_refine(p.add_argument_group("refinement (needs --generator)"))
 
 
 def _run_invert(args):
     from stylemask_jax.inversion import invert_to_folder
-    print(invert_to_folder(args.images, args.e4e, args.out, args.generator, args.batch_size))
+    print(invert_to_folder(args.images, args.e4e, args.out, args.generator, args.batch_size,
+                           aligned=args.aligned, refine=_refine_settings(args), irse_dir=args.irse))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -241,7 +299,7 @@ COMMANDS = [
      _add_convert, _run_convert),
     ("generate", "sample images from a converted generator (or --config tiny) by seed",
      _add_generate, _run_generate),
-    ("invert", "invert FFHQ-aligned face photos into W+ codes with e4e (alignment comes later)",
+    ("invert", "invert face photos (aligned here, or --aligned crops) into W+ codes with e4e",
      _add_invert, _run_invert),
     ("reenact", "reenact source faces with the pose and expression of target faces",
      _add_reenact, _run_reenact),

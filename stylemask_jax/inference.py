@@ -92,21 +92,24 @@ def encode_codes(models: Models, codes: np.ndarray, code_type: str, truncation: 
 
 def reenact_codes(models: Models, wplus_sources: np.ndarray, wplus_targets: np.ndarray,
                   pairs: str = "zip", batch_size: int = 8, resize_256: bool = False,
-                  progress: bool = True) -> dict:
+                  progress: bool = True, outputs: str = "all") -> dict:
     """Reenacts W+ sources (S, L, D) with W+ targets (T, L, D).
 
     Returns numpy 'source', 'target', 'reenacted' images (N, H, W, 3) in about [-1, 1] and the
     pair indices 'source_index', 'target_index' (N,) ('zip': N = S; 'all': N = S * T).
+    outputs='reenacted' synthesises only the reenacted images ('source' and 'target' are None).
     Each batch is sharded over every local device (`batch_size` is rounded up to a multiple
     of the device count).
     """
     src_idx, tgt_idx = pair_indices(len(wplus_sources), len(wplus_targets), pairs)
     mesh = data_mesh(local=True)
     batch_size = round_to_mesh(batch_size, mesh)
-    fn = method.make_reenact_fn(models.generator, models.mask_net, resize_256, mesh)
+    fn = method.make_reenact_fn(models.generator, models.mask_net, resize_256, mesh, outputs)
     images = run_batches(lambda s, t: fn(models.gvars, models.mvars, s, t),
                          [wplus_sources[src_idx], wplus_targets[tgt_idx]], batch_size,
                          desc="reenact" if progress else None, unit="pair")
+    if outputs == "reenacted":
+        images = (None, None, images)
     return {"source": images[0], "target": images[1], "reenacted": images[2],
             "source_index": src_idx, "target_index": tgt_idx}
 
@@ -129,17 +132,20 @@ def write_reenactment(out: str, result: dict, pairs: str = "zip", arrays: dict |
     """Writes OUT/grid.png (source | target | reenacted rows), OUT/pairs/KKKK_sSSS_tTTT.png,
     OUT/matrix.png for pairs='all', and with `arrays` ({'source_codes', 'target_codes',
     'source_wplus', 'target_wplus', 'truncation_latent'}) OUT/arrays/*.npy with the float32
-    images and pair indices too. Returns a one-line summary."""
+    images and pair indices too. A reenacted-only result (source None) writes no grid/matrix.
+    Returns a one-line summary."""
     from stylemask_jax import images
     os.makedirs(os.path.join(out, "pairs"), exist_ok=True)
     src_idx, tgt_idx = result["source_index"], result["target_index"]
     for k, (s, t) in enumerate(zip(src_idx, tgt_idx)):
         images.save_png(os.path.join(out, "pairs", f"{k:04d}_s{s:03d}_t{t:03d}.png"),
                         result["reenacted"][k])
-    rows = [[result["source"][k], result["target"][k], result["reenacted"][k]]
-            for k in range(len(src_idx))]
-    images.save_grid(os.path.join(out, "grid.png"), rows)
-    if pairs == "all":
+    grids = result["source"] is not None
+    if grids:
+        rows = [[result["source"][k], result["target"][k], result["reenacted"][k]]
+                for k in range(len(src_idx))]
+        images.save_grid(os.path.join(out, "grid.png"), rows)
+    if grids and pairs == "all":
         num_t = int(tgt_idx.max()) + 1
         sources = [result["source"][k] for k in range(0, len(src_idx), num_t)]
         targets = [result["target"][k] for k in range(num_t)]
@@ -150,13 +156,14 @@ def write_reenactment(out: str, result: dict, pairs: str = "zip", arrays: dict |
     if arrays is not None:
         folder = os.path.join(out, "arrays")
         os.makedirs(folder, exist_ok=True)
-        for name in ("source", "target", "reenacted"):
+        for name in ("source", "target", "reenacted") if grids else ("reenacted",):
             np.save(os.path.join(folder, f"{name}_images.npy"), result[name].astype(np.float32))
         for name, value in arrays.items():
             np.save(os.path.join(folder, f"{name}.npy"), value)
         np.save(os.path.join(folder, "pair_indices.npy"), np.stack([src_idx, tgt_idx], axis=1))
-    return (f"wrote {len(src_idx)} reenacted pairs to {out} (grid.png, pairs/"
-            f"{', matrix.png' if pairs == 'all' else ''}{', arrays/' if arrays is not None else ''})")
+    return (f"wrote {len(src_idx)} reenacted pairs to {out} ({'grid.png, ' if grids else ''}pairs/"
+            f"{', matrix.png' if grids and pairs == 'all' else ''}"
+            f"{', arrays/' if arrays is not None else ''})")
 
 
 def reenact_to_folder(out: str, *, generator_dir: str | None = None, mask_net_dir: str | None = None,
@@ -164,14 +171,21 @@ def reenact_to_folder(out: str, *, generator_dir: str | None = None, mask_net_di
                       targets: str | None = None, num_pairs: int = 4, code_type: str = "auto",
                       seed: int = 0, truncation: float = 0.7, mean_latent: str | None = None,
                       pairs: str = "zip", batch_size: int = 8, resize_256: bool = False,
-                      save_arrays: bool = False) -> str:
+                      save_arrays: bool = False, outputs: str = "all", e4e_dir: str | None = None,
+                      driving: str | None = None, save_aligned: bool = False,
+                      paste_back: bool = False, side_by_side: bool = False, refine=None,
+                      irse_dir: str | None = None) -> str:
     """`stylemask reenact`: models (converted weights, or a config's random weights), codes
-    (files, or `num_pairs` random Z pairs from `seed`), reenactment and the output folder.
+    (files, photos inverted with e4e, or `num_pairs` random Z pairs from `seed`), reenactment and
+    the output folder; with `driving`, a source photo driven by a video (`photos.driving`).
     Every input is checked before anything is written; returns the one-line summary."""
+    from stylemask_jax.photos import commands as photo_cmd
     if batch_size < 1:
         raise UserInputError(f"--batch-size must be at least 1, got {batch_size}")
     if not 0.0 <= truncation <= 1.0:
         raise UserInputError(f"--truncation must be in [0, 1], got {truncation}")
+    kinds = photo_cmd.input_kinds(sources, targets, driving, e4e_dir, paste_back, save_aligned,
+                                  side_by_side, refine, irse_dir)
     check_writable_dir(out)
     if config is not None:
         if generator_dir or mask_net_dir:
@@ -185,9 +199,19 @@ def reenact_to_folder(out: str, *, generator_dir: str | None = None, mask_net_di
         raise UserInputError("give --generator DIR and --mask-net DIR (converted weights), "
                              "or --config tiny for random weights")
     gen = models.generator
-    loaded = {}
+    inverter = photo_cmd.load_inverter(e4e_dir, gen, refine, irse_dir) if e4e_dir else None
+    mean = truncation_mean(models, mean_latent)
+    if driving:
+        return photo_cmd.video_to_folder(out, models, inverter, kinds["source"][1][0], driving,
+                                         truncation, mean, batch_size, paste_back, side_by_side)
+    loaded, faces = {}, {}
     for role, path, offset in (("source", sources, 0), ("target", targets, 1)):
-        if path:
+        if path and kinds[role][0] == "photos":
+            faces[role], codes = photo_cmd.photo_codes(
+                kinds[role][1], inverter, models.gvars, batch_size,
+                keep_photos=paste_back and role == "source")
+            loaded[role] = (codes, "wplus")
+        elif path:
             loaded[role] = codes_lib.load_codes(path, code_type, gen.style_dim, gen.n_latent,
                                                 f"--{role}s")
         else:
@@ -196,13 +220,14 @@ def reenact_to_folder(out: str, *, generator_dir: str | None = None, mask_net_di
             z = codes_lib.seed_codes(seed, 2 * num_pairs, gen.style_dim)
             loaded[role] = (z[offset::2], "z")
     pair_indices(len(loaded["source"][0]), len(loaded["target"][0]), pairs)
-    mean = truncation_mean(models, mean_latent)
     wplus = {role: encode_codes(models, codes, kind, truncation, mean, batch_size)
              for role, (codes, kind) in loaded.items()}
-    result = reenact_codes(models, wplus["source"], wplus["target"], pairs, batch_size, resize_256)
+    result = reenact_codes(models, wplus["source"], wplus["target"], pairs, batch_size, resize_256,
+                           outputs=outputs)
     arrays = None
     if save_arrays:
         arrays = {"source_codes": loaded["source"][0], "target_codes": loaded["target"][0],
                   "source_wplus": wplus["source"], "target_wplus": wplus["target"],
                   "truncation_latent": mean}
-    return write_reenactment(out, result, pairs, arrays)
+    summary = write_reenactment(out, result, pairs, arrays)
+    return summary + photo_cmd.write_photo_outputs(out, faces, result, save_aligned, paste_back)

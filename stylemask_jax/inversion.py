@@ -6,9 +6,9 @@
         batch.images                        # (b, S, S, 3) reconstructions in about [-1, 1] when a
                                             # generator is given, else None
 
-Inputs must already be FFHQ-aligned square crops of at least 256 px (the e4e/FFHQ alignment
-from 68 landmarks is not part of this module); sides that are multiples of 256 are box-averaged
-to 256, other sizes resized bilinearly (`images.load_image`). Images are
+`invert_files` takes FFHQ-aligned square crops of at least 256 px; sides that are multiples of
+256 are box-averaged to 256, other sizes resized bilinearly (`images.load_image`).
+`invert_to_folder(aligned=False)` first detects and aligns ordinary photos (`photos.pipeline`). Images are
 read batch by batch, so memory does not grow with the number of files. The encoder (and the
 generator) run in jit-compiled functions compiled once: the last partial batch is padded
 (`batching`). `invert_to_folder` is `stylemask invert`: it writes the files below.
@@ -31,6 +31,7 @@ CODES_DIR = "codes"                 # one (1, n_styles, 512) .npy per image
 RECONSTRUCTIONS_DIR = "reconstructions"
 ALL_CODES = "wplus.npy"             # (N, n_styles, 512), in input order
 ALL_CODES_INDEX = "wplus.txt"       # the input paths, one per line, in the same order
+ALIGNED_DIR = "aligned"             # unaligned inputs: their FFHQ crops, NAME.png
 
 
 @dataclasses.dataclass
@@ -110,29 +111,48 @@ def invert_files(paths: Sequence[str], encoder: Encoder4Editing, variables, batc
 
 
 def invert_to_folder(paths: Sequence[str], e4e_dir: str, out: str,
-                     generator_dir: str | None = None, batch_size: int = 8) -> str:
+                     generator_dir: str | None = None, batch_size: int = 8, aligned: bool = True,
+                     refine=None, irse_dir: str | None = None) -> str:
     """`stylemask invert`: OUT/wplus.npy (N, L, 512), OUT/wplus.txt (the input order),
     OUT/codes/NAME.npy (1, L, 512) per image and, with a generator, OUT/reconstructions/NAME.png.
-    Every image header is checked before a model loads; returns the one-line summary."""
+
+    aligned=False: the inputs are ordinary photos, detected and FFHQ-aligned first
+    (`photos.pipeline.prepare_faces`, as `stylemask reenact` does; OUT/aligned/NAME.png holds the
+    crops). refine (a `photos.refine.RefineSettings` with steps > 0, needs the generator): refine
+    the codes in W+ (`irse_dir` adds the identity term). Every input is checked before anything
+    is written; returns the one-line summary."""
     from stylemask_jax import images
     from stylemask_jax.models.e4e import load_e4e
     if batch_size < 1:
         raise UserInputError(f"--batch-size must be at least 1, got {batch_size}")
-    for path in paths:  # fail before loading any model
-        check_face_image(path)
+    refining = refine is not None and refine.steps > 0
+    if refining and not generator_dir:
+        raise UserInputError("--refine-steps needs --generator DIR (the codes are refined on its "
+                             "reconstructions)")
+    if aligned:
+        for path in paths:  # fail before loading any model
+            check_face_image(path)
     names = output_names(paths)
     if os.path.exists(out) and not os.path.isdir(out):
         raise UserInputError(f"--out {out}: exists and is not a folder")
-    os.makedirs(os.path.join(out, CODES_DIR), exist_ok=True)
-    encoder, variables = load_e4e(e4e_dir)
     generator = gen_vars = None
     if generator_dir:
         from stylemask_jax.models.stylegan2 import load_generator
         generator, gen_vars, _ = load_generator(generator_dir)
-        check_generator(encoder, generator)
+    if aligned and not refining:
+        encoder, variables = load_e4e(e4e_dir)
+        if generator is not None:
+            check_generator(encoder, generator)
+        batches = invert_files(paths, encoder, variables, batch_size, generator, gen_vars)
+        crops = None
+    else:
+        batches, crops = _photo_batches(paths, e4e_dir, generator, gen_vars, batch_size, aligned,
+                                        refine, irse_dir)
+    os.makedirs(os.path.join(out, CODES_DIR), exist_ok=True)
+    if generator is not None:
         os.makedirs(os.path.join(out, RECONSTRUCTIONS_DIR), exist_ok=True)
     all_codes, done = [], 0
-    for batch in invert_files(paths, encoder, variables, batch_size, generator, gen_vars):
+    for batch in batches:
         for k, code in enumerate(batch.codes):
             name = names[done + k]
             np.save(os.path.join(out, CODES_DIR, f"{name}.npy"), code[None])
@@ -144,5 +164,37 @@ def invert_to_folder(paths: Sequence[str], e4e_dir: str, out: str,
     np.save(os.path.join(out, ALL_CODES), np.concatenate(all_codes))
     with open(os.path.join(out, ALL_CODES_INDEX), "w") as f:
         f.write("".join(f"{path}\n" for path in paths))
+    if crops is not None and not aligned:
+        from PIL import Image
+        os.makedirs(os.path.join(out, ALIGNED_DIR), exist_ok=True)
+        for name, crop in zip(names, crops):
+            Image.fromarray(crop).save(os.path.join(out, ALIGNED_DIR, f"{name}.png"))
     return (f"wrote {done} W+ codes {all_codes[0].shape[1:]} to {out} ({ALL_CODES}, {CODES_DIR}/"
-            f"{', ' + RECONSTRUCTIONS_DIR + '/' if generator is not None else ''})")
+            f"{', ' + RECONSTRUCTIONS_DIR + '/' if generator is not None else ''}"
+            f"{', ' + ALIGNED_DIR + '/' if not aligned else ''})"
+            f"{f'; refined {refine.steps} steps' if refining else ''}")
+
+
+def _photo_batches(paths, e4e_dir, generator, gen_vars, batch_size, aligned, refine, irse_dir):
+    """Photos (aligned or not) -> ([one InvertedBatch of all], uint8 crops), through the photo
+    library path (`photos.pipeline`; refinement with `photos.refine`)."""
+    from stylemask_jax import images
+    from stylemask_jax.photos.commands import load_inverter
+    from stylemask_jax.photos.pipeline import invert_batches, prepare_faces
+    if aligned:
+        crops = np.stack([images.to_uint8(images.load_image(p, E4E_INPUT_SIZE)) for p in paths])
+    else:
+        crops = prepare_faces(list(paths)).crops
+    if generator is None:
+        from stylemask_jax.models.e4e import load_e4e
+        from stylemask_jax.photos.pipeline import Inverter
+        inverter = Inverter(*load_e4e(e4e_dir))
+    else:
+        inverter = load_inverter(e4e_dir, generator, refine, irse_dir)
+    codes = invert_batches(inverter, gen_vars, crops, batch_size)
+    recon = None
+    if generator is not None:
+        from stylemask_jax.batching import run_batches
+        render = jax.jit(lambda v, c: generator.apply(v, c, input_type="wplus"))
+        recon = run_batches(lambda c: render(gen_vars, c), [codes], batch_size)
+    return [InvertedBatch(list(paths), codes, recon)], crops

@@ -7,7 +7,8 @@ generator's conv layers of (B, C_l); images are NHWC float32, nominally in [-1, 
     wplus_tgt = encode_wplus(gen, gvars, z_tgt, 'z', psi, mean)
     out = reenact(gen, gvars, mask_net, mvars, wplus_src, wplus_tgt)   # images + masks + styles
 
-`make_reenact_fn` returns the jit-compiled version used by the CLI, compiled once per batch shape.
+`make_reenact_fn` returns the jit-compiled version used by the CLI, compiled once per batch shape;
+`reenact_only` / `outputs='reenacted'` synthesise only the reenacted images (B instead of 3B).
 """
 
 from __future__ import annotations
@@ -80,6 +81,19 @@ def reenact(gen: Generator, gvars, mask_net: MaskNet, mvars, wplus_source: jax.A
             "reenacted": images[2 * batch:], "masks": masks, "mixed_styles": mixed}
 
 
+def reenact_only(gen: Generator, gvars, mask_net: MaskNet, mvars, wplus_source: jax.Array,
+                 wplus_target: jax.Array, resize_256: bool = False) -> jax.Array:
+    """Only the reenacted images (B, H, W, 3): the same as `reenact(...)['reenacted']`.
+
+    The style codes of sources and targets need only the affine layers of W+ (no synthesis),
+    so this is one generator call of B images instead of 3B.
+    """
+    s_src = style_codes(gen, gvars, wplus_source)
+    s_tgt = style_codes(gen, gvars, wplus_target)
+    mixed, _ = reenact_styles(mask_net, mvars, s_src, s_tgt)
+    return synthesize(gen, gvars, mixed, wplus_source, resize_256)
+
+
 def make_encode_fn(gen: Generator, input_type: str, truncation: float):
     """jit(gvars, codes, truncation_latent) -> truncated W+; compiled once per shape."""
     @jax.jit
@@ -88,17 +102,28 @@ def make_encode_fn(gen: Generator, input_type: str, truncation: float):
     return encode
 
 
-def make_reenact_fn(gen: Generator, mask_net: MaskNet, resize_256: bool = False, mesh=None):
-    """jit(gvars, mvars, wplus_source, wplus_target) -> (source, target, reenacted) images.
+OUTPUTS = ("all", "reenacted")
 
+
+def make_reenact_fn(gen: Generator, mask_net: MaskNet, resize_256: bool = False, mesh=None,
+                    outputs: str = "all"):
+    """jit(gvars, mvars, wplus_source, wplus_target) -> images.
+
+    outputs='all': (source, target, reenacted), one generator call of 3B images;
+    outputs='reenacted': the reenacted images alone (`reenact_only`), one call of B images.
     With a 1-D `mesh` (axis 'data'), the pairs are sharded over its devices and the weights
     replicated; the batch must then be a multiple of the mesh size.
     """
+    if outputs not in OUTPUTS:
+        raise ValueError(f"outputs must be one of {OUTPUTS}, got {outputs!r}")
+
     def run(gvars, mvars, wplus_source, wplus_target):
+        if outputs == "reenacted":
+            return reenact_only(gen, gvars, mask_net, mvars, wplus_source, wplus_target, resize_256)
         out = reenact(gen, gvars, mask_net, mvars, wplus_source, wplus_target, resize_256)
         return out["source"], out["target"], out["reenacted"]
     if mesh is None:
         return jax.jit(run)
     data, weights = data_sharding(mesh), replicated(mesh)
     return jax.jit(run, in_shardings=(weights, weights, data, data),
-                   out_shardings=(data, data, data))
+                   out_shardings=data if outputs == "reenacted" else (data, data, data))

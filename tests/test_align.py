@@ -6,6 +6,7 @@ given the same landmarks ours must be equal to the last bit.
 
 import json
 import os
+import sys
 
 import numpy as np
 import pytest
@@ -48,6 +49,7 @@ def test_crop_equals_official(name):
 @pytest.mark.parametrize("name", ["astronaut", "astronaut_edge", "astronaut_large"])
 def test_geometry_is_the_quad_in_photo_coordinates(name):
     """Shrink, crop and pad offsets are undone: the quad is face_quad's, in edge coordinates."""
+    pytest.importorskip("scipy")
     case, photo, landmarks = _case(name)
     _, geometry = align_face(photo, landmarks)
     quad, _ = face_quad(landmarks)
@@ -108,6 +110,8 @@ def test_bad_inputs():
     _, photo, landmarks = _case("astronaut_small")
     with pytest.raises(UserInputError, match="68"):
         align_face(photo, landmarks[:60])
+    with pytest.raises(UserInputError, match="degenerate"):
+        align_face(photo, np.full((68, 2), 50.0))
     with pytest.raises(UserInputError, match="uint8"):
         align_face(photo.astype(np.float32), landmarks)
     crop, geometry = align_face(photo, landmarks)
@@ -116,3 +120,10 @@ def test_bad_inputs():
     with pytest.raises(UserInputError, match="square"):
         paste_back(photo, crop[:200], geometry)
     assert isinstance(geometry, AlignGeometry)
+
+
+def test_missing_scipy_names_the_install_command(monkeypatch):
+    _, photo, landmarks = _case("astronaut_edge")  # needs the padding branch
+    monkeypatch.setitem(sys.modules, "scipy.ndimage", None)
+    with pytest.raises(UserInputError, match=r'scipy.*pip install -e "\.\[photos\]"'):
+        align_face(photo, landmarks)

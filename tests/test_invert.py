@@ -45,7 +45,7 @@ def test_invert_writes_codes_that_reenact_can_read(tmp_path, e4e_dir, capsys):
     paths = _write(tmp_path, [faces[0], faces[1], big], ["a.png", "b.png", "a_512.png"])
     out = tmp_path / "out"
     # batch 2 over 3 images: the last batch is padded and must not change the results
-    assert cli.main(["invert", *paths, "--e4e", e4e_dir, "--out", str(out), "--batch-size", "2"]) == 0
+    assert cli.main(["invert", "--aligned", *paths, "--e4e", e4e_dir, "--out", str(out), "--batch-size", "2"]) == 0
     assert "wrote 3 W+ codes (10, 512)" in capsys.readouterr().out
 
     allc = np.load(out / "wplus.npy")
@@ -88,7 +88,7 @@ def test_invert_input_errors(tmp_path, e4e_dir, capsys, case):
     else:
         paths = _write(tmp_path, [face], ["a.png"]) + ["--batch-size", "0"]
         expected = "--batch-size"
-    assert cli.main(["invert", *paths, "--e4e", e4e_dir, "--out", str(tmp_path / "out")]) == 2
+    assert cli.main(["invert", "--aligned", *paths, "--e4e", e4e_dir, "--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("stylemask: error: ") and expected in err and len(err.splitlines()) == 1
 
@@ -125,7 +125,7 @@ def test_convert_generator_out_then_invert_with_reconstructions(tmp_path, capsys
     faces = _face_images(2, seed=3)
     paths = _write(tmp_path, list(faces), ["p.png", "q.png"])
     out = tmp_path / "out"
-    assert cli.main(["invert", *paths, "--e4e", str(enc_dir), "--generator", str(gen_dir),
+    assert cli.main(["invert", "--aligned", *paths, "--e4e", str(enc_dir), "--generator", str(gen_dir),
                      "--out", str(out)]) == 0
     allc = np.load(out / "wplus.npy")
     expected = np.asarray(generator.apply(gen_vars, jnp.asarray(allc), input_type="wplus"))

@@ -65,6 +65,34 @@ def test_masks_mixed_codes_and_image(setup):
         np.testing.assert_array_equal(out["mixed_styles"][layer], s_src[layer])
 
 
+def test_reenacted_only_equals_the_full_path(setup, capsys):
+    """outputs='reenacted' synthesises B images instead of 3B; the images are the full path's
+    up to float32 rounding (XLA may block a batch of B differently from one of 3B), and against
+    the official reference within the same tolerance."""
+    gen, gvars, latent_avg, mask_net, mvars, c = setup
+    psi = float(c["truncation_psi"])
+    with jax.default_matmul_precision("highest"):
+        w_src = _wplus(gen, gvars, c["z_source"], latent_avg, psi)
+        w_tgt = _wplus(gen, gvars, c["z_target"], latent_avg, psi)
+        _, _, full = method.make_reenact_fn(gen, mask_net)(gvars, mvars, w_src, w_tgt)
+        only = method.make_reenact_fn(gen, mask_net, outputs="reenacted")(gvars, mvars, w_src, w_tgt)
+    diff = float(np.max(np.abs(np.asarray(only) - np.asarray(full))))
+    with capsys.disabled():
+        print(f"\nreenacted-only vs full path: max |diff| {diff:.2e} (images in [-1, 1])")
+    assert only.shape == full.shape
+    np.testing.assert_allclose(only, full, atol=1e-5, rtol=0)
+    np.testing.assert_allclose(only, nhwc(c["reenacted_image"]), atol=1e-4, rtol=0)
+    # the reenacted-only graph runs the synthesis on B images: its jaxpr has no 3B batch
+    def image_batches(fn):
+        jaxpr = jax.make_jaxpr(fn)(gvars, mvars, w_src, w_tgt)
+        return {v.aval.shape[0] for eqn in jaxpr.eqns for v in eqn.outvars
+                if len(getattr(v.aval, "shape", ())) == 4}
+    batch = w_src.shape[0]
+    assert 3 * batch in image_batches(lambda g, m, a, b: method.reenact(gen, g, mask_net, m, a, b))
+    only_batches = image_batches(lambda g, m, a, b: method.reenact_only(gen, g, mask_net, m, a, b))
+    assert batch in only_batches and 3 * batch not in only_batches
+
+
 def test_mask_net_gradient(setup):
     gen, gvars, latent_avg, mask_net, mvars, c = setup
     psi = float(c["truncation_psi"])

@@ -67,6 +67,8 @@ def face_quad(landmarks) -> tuple[np.ndarray, float]:
     to_mouth = (lm[48] + lm[54]) * 0.5 - eye_mid
     # half the horizontal side: the eye line plus the eye-to-mouth line turned by -90 degrees
     half_x = np.array([eyes[0] + to_mouth[1], eyes[1] - to_mouth[0]])
+    if not np.hypot(*half_x) > 0:
+        raise UserInputError("landmarks: degenerate face (eyes and mouth at one point)")
     half_x = half_x / np.hypot(*half_x) * max(np.hypot(*eyes) * 2.0, np.hypot(*to_mouth) * 1.8)
     half_y = np.array([-half_x[1], half_x[0]])  # half the vertical side: half_x turned by +90
     centre = eye_mid + to_mouth * 0.1
@@ -86,7 +88,11 @@ def _reflect_pad_blend(img: np.ndarray, pad, qsize: float) -> np.ndarray:
 
     Reflect padding whose far part fades into a Gaussian blur and the median colour.
     """
-    import scipy.ndimage
+    try:
+        import scipy.ndimage
+    except ImportError:
+        raise UserInputError('the FFHQ alignment pads faces near the border with scipy: install '
+                             'the photos extra (pip install -e ".[photos]")') from None
 
     left, top, right, bottom = (np.int64(p) for p in pad)
     out = np.pad(img.astype(np.float32), ((top, bottom), (left, right), (0, 0)), mode="reflect")
@@ -152,7 +158,7 @@ def align_face(photo, landmarks) -> tuple[np.ndarray, AlignGeometry]:
     crop = img.transform((CROP_SIZE, CROP_SIZE), Image.Transform.QUAD, corners.flatten(),
                          Image.Resampling.BILINEAR)
     geometry = AlignGeometry(quad=(corners + offset) * scale, photo_hw=(photo_h, photo_w))
-    return np.asarray(crop), geometry
+    return np.array(crop), geometry
 
 
 def _face_to_float(face) -> np.ndarray:
