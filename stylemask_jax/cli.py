@@ -188,11 +188,30 @@ def _run_train(args):
 def _add_evaluate(p):
     p.add_argument("--workdir", required=True, help="a training workdir (its config.json and "
                    "latest checkpoint are used)")
+    real = p.add_argument_group("real pairs (a dataset inverted with `stylemask invert --dataset`)")
+    real.add_argument("--dataset", metavar="DATA_DIR", default=None,
+                      help="evaluate on real pairs of this dataset instead of generated ones")
+    real.add_argument("--protocol", choices=("self", "cross"), default="self",
+                      help="self: source and target frames of the same video; cross: different "
+                           "identities")
+    real.add_argument("--num-pairs", type=int, default=1000, help="pairs to draw")
+    real.add_argument("--seed", type=int, default=0, help="seed of the pair draw")
+    real.add_argument("--pairs", metavar="FILE", default=None,
+                      help="a pairs_*.json written by an earlier run (overrides the draw)")
+    real.add_argument("--batch-size", type=int, default=8, help="pairs per jitted batch")
     p.set_defaults(accepts_overrides=True)
-    p.epilog = "Config fields may be overridden as in train, e.g. --config.eval_pairs=20."
+    p.epilog = ("Config fields may be overridden as in train, e.g. --config.eval_pairs=20. With "
+                "--dataset, the pairs and metrics are written to WORKDIR/eval_dataset/.")
 
 
 def _run_evaluate(args):
+    if args.dataset is not None:
+        from stylemask_jax.datasets.evaluate import evaluate_dataset_workdir
+        print(_json_line(evaluate_dataset_workdir(
+            args.workdir, args.dataset, protocol=args.protocol, num_pairs=args.num_pairs,
+            seed=args.seed, pairs_file=args.pairs, batch_size=args.batch_size,
+            overrides=args.overrides)))
+        return
     from stylemask_jax.training.evaluation import evaluate_workdir
     print(_json_line(evaluate_workdir(args.workdir, args.overrides)))
 
@@ -228,12 +247,16 @@ OUT/wplus.txt (the input order), OUT/codes/NAME.npy (1, L, 512) per image (both 
 def _add_invert(p):
     p.description = ("Invert face photos into StyleGAN2 W+ codes with the e4e encoder. "
                      + _INVERT_HELP)
-    p.add_argument("images", nargs="+", metavar="IMAGE", help="face photos (PNG, JPEG, WebP, ...)")
+    p.add_argument("images", nargs="*", metavar="IMAGE", help="face photos (PNG, JPEG, WebP, ...)")
+    p.add_argument("--dataset", metavar="DATA_DIR", default=None,
+                   help="instead of IMAGES: invert every example of a `stylemask dataset build` "
+                        "dataset; each process (of a multi-host run) inverts its own contiguous "
+                        "block, sharded over its devices, into DATA_DIR/.../codes/")
     p.add_argument("--aligned", action="store_true", help="the images are FFHQ-aligned crops "
                    "already: skip detection and alignment")
     p.add_argument("--e4e", required=True, metavar="DIR", help="converted e4e encoder "
                    "(`stylemask convert e4e`)")
-    p.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    p.add_argument("--out", metavar="DIR", help="output folder (with IMAGES)")
     p.add_argument("--generator", metavar="DIR", default=None, help="converted StyleGAN2 generator "
                    "(`stylemask convert stylegan2`, or e4e's own via `convert e4e --generator-out`)"
                    ": also write the reconstructions")
@@ -242,6 +265,16 @@ def _add_invert(p):
 
 
 def _run_invert(args):
+    from stylemask_jax.errors import UserInputError
+    if args.dataset is not None:
+        if args.images or args.out:
+            raise UserInputError("--dataset inverts a dataset into its own folder: give no IMAGES "
+                                 "and no --out with it")
+        from stylemask_jax.datasets.invert import invert_dataset_e4e
+        print(invert_dataset_e4e(args.dataset, args.e4e, batch_size=args.batch_size))
+        return
+    if not args.images or not args.out:
+        raise UserInputError("give IMAGES and --out DIR (or --dataset DATA_DIR)")
     from stylemask_jax.inversion import invert_to_folder
     print(invert_to_folder(args.images, args.e4e, args.out, args.generator, args.batch_size,
                            aligned=args.aligned, refine=_refine_settings(args), irse_dir=args.irse))

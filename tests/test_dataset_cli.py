@@ -37,3 +37,23 @@ def test_dataset_build_missing_source_is_one_line_error(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and err[0].startswith("stylemask: error:")
     assert not (tmp_path / "d").exists()
+
+
+def _one_line_error(capsys, argv) -> str:
+    code = cli.main(argv)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and err[0].startswith("stylemask: error:"), err
+    return err[0]
+
+
+def test_invert_dataset_argument_errors(tmp_path, capsys):
+    assert "no IMAGES" in _one_line_error(
+        capsys, ["invert", "a.png", "--dataset", str(tmp_path), "--e4e", str(tmp_path)])
+    assert "give IMAGES and --out" in _one_line_error(capsys, ["invert", "--e4e", str(tmp_path)])
+    assert str(tmp_path / "none") in _one_line_error(
+        capsys, ["invert", "--dataset", str(tmp_path / "none"), "--e4e", str(tmp_path)])
+
+
+def test_evaluate_dataset_needs_a_dataset(tmp_path, capsys):
+    assert str(tmp_path / "none") in _one_line_error(
+        capsys, ["evaluate", "--workdir", str(tmp_path), "--dataset", str(tmp_path / "none")])
