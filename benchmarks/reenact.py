@@ -25,8 +25,9 @@ reenacted 1024x1024 images of each pair, `reenacted` only the reenacted image.
          per pair and every JAX batch is compared with it.
 
 Each (implementation, outputs, batch) runs in its own worker process: nothing XLA allocated or
-spun up is in the torch process and vice versa (JAX and torch in one process measured the torch
-loop slower; see benchmarks/results/reenact.md). The worker makes the first call under the RSS
+spun up is in the torch process and vice versa (measured: XLA's threads stay idle while torch runs
+in the same process, and the torch cost per pair is unchanged; the old 0.037 pairs/s was the
+load of a shared machine; see benchmarks/results/reenact.md). The worker makes the first call under the RSS
 sampler (compile s, time to first result, peak memory: benchmarks/harness.py explains "RSS peak"
 and "XLA total"), `--warmup` - 1 more untimed calls, then `--iters` timed calls (wall time and
 process CPU time, all threads). The list of workers runs `--passes` times, so JAX and torch
