@@ -23,6 +23,7 @@ from stylemask_jax import codes as codes_lib
 from stylemask_jax import reenact as method
 from stylemask_jax.batching import run_batches
 from stylemask_jax.errors import UserInputError
+from stylemask_jax.outputs import check_output_dir, removed_on_failure
 from stylemask_jax.models.mask_net import MaskNet, init_mask_net
 from stylemask_jax.models.stylegan2 import Generator, init_variables, load_generator
 from stylemask_jax.sharding import data_mesh, round_to_mesh
@@ -111,18 +112,7 @@ def reenact_codes(models: Models, wplus_sources: np.ndarray, wplus_targets: np.n
             "source_index": src_idx, "target_index": tgt_idx}
 
 
-def check_writable_dir(path: str, what: str = "--out") -> None:
-    """Raises UserInputError unless `path` exists as a writable folder or can be created."""
-    probe = os.path.abspath(path)
-    while not os.path.exists(probe):
-        parent = os.path.dirname(probe)
-        if parent == probe:
-            break
-        probe = parent
-    if not os.path.isdir(probe):
-        raise UserInputError(f"{what} {path}: {probe} is not a folder")
-    if not os.access(probe, os.W_OK | os.X_OK):
-        raise UserInputError(f"{what} {path}: {probe} is not writable")
+check_writable_dir = check_output_dir  # the one home is stylemask_jax.outputs
 
 
 def write_reenactment(out: str, result: dict, pairs: str = "zip", arrays: dict | None = None) -> str:
@@ -172,7 +162,7 @@ def reenact_to_folder(out: str, *, generator_dir: str | None = None, mask_net_di
         raise UserInputError(f"--batch-size must be at least 1, got {batch_size}")
     if not 0.0 <= truncation <= 1.0:
         raise UserInputError(f"--truncation must be in [0, 1], got {truncation}")
-    check_writable_dir(out)
+    check_output_dir(out)
     if config is not None:
         if generator_dir or mask_net_dir:
             raise UserInputError("--config gives random weights; do not combine it with "
@@ -205,4 +195,5 @@ def reenact_to_folder(out: str, *, generator_dir: str | None = None, mask_net_di
         arrays = {"source_codes": loaded["source"][0], "target_codes": loaded["target"][0],
                   "source_wplus": wplus["source"], "target_wplus": wplus["target"],
                   "truncation_latent": mean}
-    return write_reenactment(out, result, pairs, arrays)
+    with removed_on_failure(out):
+        return write_reenactment(out, result, pairs, arrays)
