@@ -53,8 +53,11 @@ def config_mismatch(step_path: str, abstract) -> str | None:
     """How the mask parameters stored at `step_path` differ from `abstract`'s, or None.
 
     Raises whatever Orbax raises when the step's metadata cannot be read (a damaged step)."""
-    stored = ocp.StandardCheckpointer().metadata(os.path.join(step_path, "default"))
-    stored = _shapes({"params": dict(stored.item_metadata.tree)["params"]})
+    metadata = ocp.StandardCheckpointer().metadata(os.path.join(step_path, "default"))
+    tree = getattr(getattr(metadata, "item_metadata", None), "tree", None)
+    if not hasattr(tree, "keys") or "params" not in tree:
+        return None  # a layout this check does not know: the restore itself decides
+    stored = _shapes({"params": tree["params"]})
     wanted = _shapes({"params": abstract.params})
     for name in sorted(set(stored) | set(wanted)):
         if stored.get(name) != wanted.get(name):
