@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib
 import importlib.util
 import sys
@@ -24,6 +25,23 @@ def available_networks() -> dict:
     return {name: mod for name, mod in NETWORKS.items() if importlib.util.find_spec(mod) is not None}
 
 
+# argument name -> how errors name it: every output folder a converter may write
+OUTPUT_ARGUMENTS = {"out_dir": "OUT_DIR", "generator_out": "--generator-out"}
+
+
+def checked_outputs(run):
+    """`run(args)` after every output folder of `args` is checked (`outputs.check_output_dir`),
+    so a path under a file or a non-empty folder without --overwrite fails before conversion."""
+    @functools.wraps(run)
+    def checked(args):
+        from stylemask_jax.outputs import check_output_dir
+        for name, what in OUTPUT_ARGUMENTS.items():
+            if getattr(args, name, None):
+                check_output_dir(getattr(args, name), what, must_be_empty=not args.overwrite)
+        return run(args)
+    return checked
+
+
 def add_subparsers(parser: argparse.ArgumentParser) -> None:
     """Adds one sub-command per available converter to `parser`."""
     sub = parser.add_subparsers(dest="network", metavar="NETWORK", required=True)
@@ -33,7 +51,7 @@ def add_subparsers(parser: argparse.ArgumentParser) -> None:
         module.add_arguments(p)
         p.add_argument("--overwrite", action="store_true",
                        help="replace OUT_DIR if it exists and is not empty")
-        p.set_defaults(convert_fn=module.run)
+        p.set_defaults(convert_fn=checked_outputs(module.run))
 
 
 def main(argv=None) -> int:

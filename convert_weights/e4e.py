@@ -147,7 +147,8 @@ def run(args) -> int:
     if generator is not None:
         from convert_weights import stylegan2
         tree, gen_arch = generator
-        save_weights(args.generator_out, stylegan2.KIND, tree, gen_arch, overwrite=args.overwrite)
+        save_weights(args.generator_out, stylegan2.KIND, tree, gen_arch, overwrite=args.overwrite,
+                     what="--generator-out")
         print(f"e4e: generator ({count_params(tree['params']):,} parameters) -> {args.generator_out}")
     return 0
 

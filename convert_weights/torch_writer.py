@@ -114,22 +114,22 @@ class _Emitter:
 
 
 def save_torch_file(obj, path: str | os.PathLike) -> None:
-    """Writes `obj` as a torch zip checkpoint at `path` (atomically, via a temporary file)."""
-    path = os.fspath(path)
+    """Writes `obj` as a torch zip checkpoint at `path` (atomically, via `outputs.atomic_file`)."""
+    from stylemask_jax.outputs import atomic_file
+    with atomic_file(os.fspath(path)) as tmp:
+        write_torch_file(obj, tmp, os.fspath(path))
+
+
+def write_torch_file(obj, path: str | os.PathLike, name: str | None = None) -> None:
+    """Writes `obj` as a torch zip checkpoint at `path` (not atomic by itself); the archive's
+    root folder is named after `name` (default `path`), as torch.save names it."""
     emitter = _Emitter()
     emitter.emit(obj)
     emitter.out.write(b".")
-    root = os.path.splitext(os.path.basename(path))[0] or "archive"
-    tmp = path + ".tmp"
-    try:
-        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED) as archive:
-            archive.writestr(f"{root}/data.pkl", emitter.out.getvalue())
-            archive.writestr(f"{root}/byteorder", "little")
-            for key, array in enumerate(emitter.storages):
-                archive.writestr(f"{root}/data/{key}", array.astype(array.dtype.newbyteorder("<")).tobytes())
-            archive.writestr(f"{root}/version", "3\n")
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    root = os.path.splitext(os.path.basename(os.fspath(name or path)))[0] or "archive"
+    with zipfile.ZipFile(os.fspath(path), "w", compression=zipfile.ZIP_STORED) as archive:
+        archive.writestr(f"{root}/data.pkl", emitter.out.getvalue())
+        archive.writestr(f"{root}/byteorder", "little")
+        for key, array in enumerate(emitter.storages):
+            archive.writestr(f"{root}/data/{key}", array.astype(array.dtype.newbyteorder("<")).tobytes())
+        archive.writestr(f"{root}/version", "3\n")

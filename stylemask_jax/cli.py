@@ -187,7 +187,8 @@ def _run_train(args):
 
 def _add_evaluate(p):
     p.add_argument("--workdir", required=True, help="a training workdir (its config.json and "
-                   "latest checkpoint are used)")
+                   "newest checkpoint that restores are used)")
+    p.add_argument("--step", type=int, default=None, help="evaluate this checkpoint step")
     real = p.add_argument_group("real pairs (a dataset inverted with `stylemask invert --dataset`)")
     real.add_argument("--dataset", metavar="DATA_DIR", default=None,
                       help="evaluate on real pairs of this dataset instead of generated ones")
@@ -213,7 +214,7 @@ def _run_evaluate(args):
             overrides=args.overrides)))
         return
     from stylemask_jax.training.evaluation import evaluate_workdir
-    print(_json_line(evaluate_workdir(args.workdir, args.overrides)))
+    print(_json_line(evaluate_workdir(args.workdir, args.overrides, args.step)))
 
 
 def _add_export(p):
@@ -224,11 +225,14 @@ def _add_export(p):
                    help="also write the official PyTorch checkpoint layout "
                         "{'step', 'mask_net', 'num_layers_control'} (written without torch)")
     p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    p.add_argument("--step", type=int, default=None, help="export this checkpoint step "
+                   "(default: the newest that restores)")
 
 
 def _run_export(args):
     from stylemask_jax.training.export import export_workdir
-    step = export_workdir(args.workdir, args.out, args.torch, args.overwrite)
+    step = export_workdir(args.workdir, args.out, args.torch, args.overwrite,
+                          args.step)
     print(f"exported step {step} to {args.out}" + (f" and {args.torch}" if args.torch else ""))
 
 

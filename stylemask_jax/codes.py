@@ -111,6 +111,8 @@ def truncation_mean(gen, variables, latent_avg=None, mean_file: str | None = Non
         if mean.size != dim or not np.issubdtype(mean.dtype, np.floating):
             raise UserInputError(f"--mean-latent {mean_file}: shape {mean.shape} dtype {mean.dtype}; "
                                  f"expected {dim} floats, e.g. ({dim},) or (1, {dim})")
+        if not np.all(np.isfinite(mean)):
+            raise UserInputError(f"--mean-latent {mean_file}: contains NaN or Inf")
         return mean.reshape(dim).astype(np.float32)
     if latent_avg is not None:
         return np.asarray(latent_avg, np.float32).reshape(dim)

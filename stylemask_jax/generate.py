@@ -24,6 +24,7 @@ from stylemask_jax.batching import iter_batches
 from stylemask_jax.codes import parse_seeds, seed_codes, truncation_mean
 from stylemask_jax.errors import UserInputError
 from stylemask_jax.models.stylegan2 import Generator, face_pool, init_variables
+from stylemask_jax.outputs import check_output_dir, removed_on_failure
 
 
 def seed_latents(seeds: Sequence[int], style_dim: int) -> np.ndarray:
@@ -80,6 +81,7 @@ def generate_to_folder(out: str, seeds: str, *, generator_dir: str | None = None
         raise UserInputError(f"--batch-size must be at least 1, got {batch_size}")
     if not 0.0 <= truncation <= 1.0:
         raise UserInputError(f"--truncation must be in [0, 1], got {truncation}")
+    check_output_dir(out)
     if config is not None:
         from configs import load_config
         cfg = load_config(config)
@@ -89,11 +91,12 @@ def generate_to_folder(out: str, seeds: str, *, generator_dir: str | None = None
         gen, variables, latent_avg = load_generator(generator_dir)
     from stylemask_jax import images
     mean = truncation_mean(gen, variables, latent_avg) if truncation != 1.0 else None
-    os.makedirs(out, exist_ok=True)
     z = seed_latents(seed_list, gen.style_dim)
-    for start, batch in generate(gen, variables, z, truncation, mean, batch_size, resize_256):
-        for seed, image in zip(seed_list[start:start + len(batch)], batch):
-            images.save_png(os.path.join(out, f"seed{seed:04d}.png"), image)
-            if save_arrays:
-                np.save(os.path.join(out, f"seed{seed:04d}.npy"), image.astype(np.float32))
+    with removed_on_failure(out):
+        os.makedirs(out, exist_ok=True)
+        for start, batch in generate(gen, variables, z, truncation, mean, batch_size, resize_256):
+            for seed, image in zip(seed_list[start:start + len(batch)], batch):
+                images.save_png(os.path.join(out, f"seed{seed:04d}.png"), image)
+                if save_arrays:
+                    np.save(os.path.join(out, f"seed{seed:04d}.npy"), image.astype(np.float32))
     return f"wrote {len(seed_list)} images ({batch.shape[1]}x{batch.shape[2]}) to {out}"

@@ -1,7 +1,8 @@
 """The command-line guard shared by `stylemask` and `python -m convert_weights`.
 
 `run_guarded(fn, args)` runs one sub-command and turns the project's errors (and missing or
-unreadable files) into one line `stylemask: error: ...` on stderr with exit code 2. It imports
+unreadable files) into one line `stylemask: error: ...` on stderr with exit code 2, on a line of
+its own (open progress bars are closed first). It imports
 only `stylemask_jax.errors`, so both entry points import it without importing each other.
 """
 
@@ -13,8 +14,18 @@ from stylemask_jax.errors import StylemaskError
 
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
-_INPUT_ERRORS = (StylemaskError, FileNotFoundError, PermissionError, NotADirectoryError,
-                 IsADirectoryError)
+_INPUT_ERRORS = (StylemaskError, FileNotFoundError, FileExistsError, PermissionError,
+                 NotADirectoryError, IsADirectoryError)
+
+
+def close_progress_bars() -> None:
+    """Closes every open tqdm bar (e.g. of a batch loop an error left suspended), so that a
+    message printed next starts on a fresh line instead of the bar's."""
+    tqdm_module = sys.modules.get("tqdm")
+    if tqdm_module is None:
+        return
+    for bar in list(getattr(tqdm_module.tqdm, "_instances", ())):
+        bar.close()
 
 
 def run_guarded(fn, args) -> int:
@@ -22,10 +33,12 @@ def run_guarded(fn, args) -> int:
     try:
         code = fn(args)
     except _INPUT_ERRORS as err:
+        close_progress_bars()
         message = str(err).splitlines()[0] if str(err) else type(err).__name__
         print(f"stylemask: error: {message}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
+        close_progress_bars()
         print("stylemask: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
     return 0 if code is None else int(code)

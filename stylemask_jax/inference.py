@@ -23,6 +23,7 @@ from stylemask_jax import codes as codes_lib
 from stylemask_jax import reenact as method
 from stylemask_jax.batching import run_batches
 from stylemask_jax.errors import UserInputError
+from stylemask_jax.outputs import check_output_dir, removed_on_failure
 from stylemask_jax.models.mask_net import MaskNet, init_mask_net
 from stylemask_jax.models.stylegan2 import Generator, init_variables, load_generator
 from stylemask_jax.sharding import data_mesh, round_to_mesh
@@ -114,19 +115,6 @@ def reenact_codes(models: Models, wplus_sources: np.ndarray, wplus_targets: np.n
             "source_index": src_idx, "target_index": tgt_idx}
 
 
-def check_writable_dir(path: str, what: str = "--out") -> None:
-    """Raises UserInputError unless `path` exists as a writable folder or can be created."""
-    probe = os.path.abspath(path)
-    while not os.path.exists(probe):
-        parent = os.path.dirname(probe)
-        if parent == probe:
-            break
-        probe = parent
-    if not os.path.isdir(probe):
-        raise UserInputError(f"{what} {path}: {probe} is not a folder")
-    if not os.access(probe, os.W_OK | os.X_OK):
-        raise UserInputError(f"{what} {path}: {probe} is not writable")
-
 
 def write_reenactment(out: str, result: dict, pairs: str = "zip", arrays: dict | None = None) -> str:
     """Writes OUT/grid.png (source | target | reenacted rows), OUT/pairs/KKKK_sSSS_tTTT.png,
@@ -186,7 +174,7 @@ def reenact_to_folder(out: str, *, generator_dir: str | None = None, mask_net_di
         raise UserInputError(f"--truncation must be in [0, 1], got {truncation}")
     kinds = photo_cmd.input_kinds(sources, targets, driving, e4e_dir, paste_back, save_aligned,
                                   side_by_side, refine, irse_dir)
-    check_writable_dir(out)
+    check_output_dir(out)
     if config is not None:
         if generator_dir or mask_net_dir:
             raise UserInputError("--config gives random weights; do not combine it with "
@@ -229,5 +217,7 @@ def reenact_to_folder(out: str, *, generator_dir: str | None = None, mask_net_di
         arrays = {"source_codes": loaded["source"][0], "target_codes": loaded["target"][0],
                   "source_wplus": wplus["source"], "target_wplus": wplus["target"],
                   "truncation_latent": mean}
-    summary = write_reenactment(out, result, pairs, arrays)
-    return summary + photo_cmd.write_photo_outputs(out, faces, result, save_aligned, paste_back)
+    with removed_on_failure(out):
+        summary = write_reenactment(out, result, pairs, arrays)
+        return summary + photo_cmd.write_photo_outputs(out, faces, result, save_aligned,
+                                                       paste_back)

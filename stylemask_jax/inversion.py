@@ -26,6 +26,7 @@ import numpy as np
 from stylemask_jax.batching import iter_batches
 from stylemask_jax.errors import UserInputError
 from stylemask_jax.models.e4e import E4E_INPUT_SIZE, Encoder4Editing
+from stylemask_jax.outputs import check_output_dir, removed_on_failure
 
 CODES_DIR = "codes"                 # one (1, n_styles, 512) .npy per image
 RECONSTRUCTIONS_DIR = "reconstructions"
@@ -133,8 +134,7 @@ def invert_to_folder(paths: Sequence[str], e4e_dir: str, out: str,
         for path in paths:  # fail before loading any model
             check_face_image(path)
     names = output_names(paths)
-    if os.path.exists(out) and not os.path.isdir(out):
-        raise UserInputError(f"--out {out}: exists and is not a folder")
+    check_output_dir(out)
     generator = gen_vars = None
     if generator_dir:
         from stylemask_jax.models.stylegan2 import load_generator
@@ -148,27 +148,26 @@ def invert_to_folder(paths: Sequence[str], e4e_dir: str, out: str,
     else:
         batches, crops = _photo_batches(paths, e4e_dir, generator, gen_vars, batch_size, aligned,
                                         refine, irse_dir)
-    os.makedirs(os.path.join(out, CODES_DIR), exist_ok=True)
-    if generator is not None:
-        os.makedirs(os.path.join(out, RECONSTRUCTIONS_DIR), exist_ok=True)
     all_codes, done = [], 0
-    for batch in batches:
-        for k, code in enumerate(batch.codes):
-            name = names[done + k]
-            np.save(os.path.join(out, CODES_DIR, f"{name}.npy"), code[None])
-            if batch.images is not None:
-                images.save_png(os.path.join(out, RECONSTRUCTIONS_DIR, f"{name}.png"),
-                                batch.images[k])
-        all_codes.append(batch.codes)
-        done += len(batch.codes)
-    np.save(os.path.join(out, ALL_CODES), np.concatenate(all_codes))
-    with open(os.path.join(out, ALL_CODES_INDEX), "w") as f:
-        f.write("".join(f"{path}\n" for path in paths))
-    if crops is not None and not aligned:
-        from PIL import Image
-        os.makedirs(os.path.join(out, ALIGNED_DIR), exist_ok=True)
-        for name, crop in zip(names, crops):
-            Image.fromarray(crop).save(os.path.join(out, ALIGNED_DIR, f"{name}.png"))
+    with removed_on_failure(out):  # a failed run leaves no OUT/codes/ (nor OUT, if it was new)
+        for batch in batches:
+            os.makedirs(os.path.join(out, CODES_DIR), exist_ok=True)
+            for k, code in enumerate(batch.codes):
+                name = names[done + k]
+                np.save(os.path.join(out, CODES_DIR, f"{name}.npy"), code[None])
+                if batch.images is not None:  # save_png creates OUT/reconstructions/
+                    images.save_png(os.path.join(out, RECONSTRUCTIONS_DIR, f"{name}.png"),
+                                    batch.images[k])
+            all_codes.append(batch.codes)
+            done += len(batch.codes)
+        np.save(os.path.join(out, ALL_CODES), np.concatenate(all_codes))
+        with open(os.path.join(out, ALL_CODES_INDEX), "w") as f:
+            f.write("".join(f"{path}\n" for path in paths))
+        if crops is not None and not aligned:
+            from PIL import Image
+            os.makedirs(os.path.join(out, ALIGNED_DIR), exist_ok=True)
+            for name, crop in zip(names, crops):
+                Image.fromarray(crop).save(os.path.join(out, ALIGNED_DIR, f"{name}.png"))
     return (f"wrote {done} W+ codes {all_codes[0].shape[1:]} to {out} ({ALL_CODES}, {CODES_DIR}/"
             f"{', ' + RECONSTRUCTIONS_DIR + '/' if generator is not None else ''}"
             f"{', ' + ALIGNED_DIR + '/' if not aligned else ''})"

@@ -7,22 +7,21 @@ Layout of a directory written by `save_weights(out_dir, kind, params, arch)`:
 
 `kind` names the network ("stylegan2", "mask_net", "irse", "e4e", "deca", "flame");
 `arch` is whatever that network needs to rebuild its module (sizes, channels, ...).
-Writing goes to a temporary sibling directory that is renamed into place only when complete,
-so a failed conversion never leaves a half-written OUT_DIR.
+Writing goes to a temporary sibling directory that is renamed into place only when complete
+(`outputs.atomic_dir`), so a failed conversion never leaves a half-written OUT_DIR.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 from typing import Any
 
 import jax
 import numpy as np
 
 from stylemask_jax.errors import UserInputError
+from stylemask_jax.outputs import atomic_dir, check_output_dir
 
 FORMAT_VERSION = 1
 _HEADER = "model.json"
@@ -38,30 +37,26 @@ def _checkpointer():
     return ocp.StandardCheckpointer()
 
 
+def write_weights(folder: str, kind: str, params: Any, arch: dict) -> None:
+    """Writes `params` and `arch` into the existing empty folder `folder` (not atomic by itself:
+    `save_weights` and exports call it on a temporary folder of `outputs.atomic_dir`)."""
+    params = jax.tree_util.tree_map(np.asarray, params)
+    checkpointer = _checkpointer()
+    checkpointer.save(os.path.join(os.path.abspath(folder), _PARAMS), params)
+    checkpointer.wait_until_finished()
+    with open(os.path.join(folder, _HEADER), "w") as f:
+        json.dump({"kind": kind, "format_version": FORMAT_VERSION, "arch": arch}, f, indent=1)
+
+
 def save_weights(out_dir: str | os.PathLike, kind: str, params: Any, arch: dict,
-                 overwrite: bool = False) -> str:
-    """Writes `params` (a pytree of arrays) and `arch` to `out_dir` atomically; returns the path."""
+                 overwrite: bool = False, what: str = "OUT_DIR") -> str:
+    """Writes `params` (a pytree of arrays) and `arch` to `out_dir` atomically; returns the path.
+    An unusable `out_dir` (under a file, not writable, not empty without `overwrite`) is a
+    one-line error before anything is written."""
     out_dir = os.path.abspath(os.fspath(out_dir))
-    if os.path.exists(out_dir) and not overwrite and os.listdir(out_dir):
-        raise WeightsError(f"{out_dir}: output directory exists and is not empty (use --overwrite)")
-    parent = os.path.dirname(out_dir) or "."
-    os.makedirs(parent, exist_ok=True)
-    if not os.access(parent, os.W_OK):
-        raise WeightsError(f"{parent}: directory is not writable")
-    tmp = tempfile.mkdtemp(prefix=".tmp-" + os.path.basename(out_dir) + "-", dir=parent)
-    try:
-        params = jax.tree_util.tree_map(np.asarray, params)
-        checkpointer = _checkpointer()
-        checkpointer.save(os.path.join(tmp, _PARAMS), params)
-        checkpointer.wait_until_finished()
-        with open(os.path.join(tmp, _HEADER), "w") as f:
-            json.dump({"kind": kind, "format_version": FORMAT_VERSION, "arch": arch}, f, indent=1)
-        if os.path.exists(out_dir):
-            shutil.rmtree(out_dir)
-        os.replace(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    check_output_dir(out_dir, what, must_be_empty=not overwrite)
+    with atomic_dir(out_dir, overwrite=overwrite) as tmp:
+        write_weights(tmp, kind, params, arch)
     return out_dir
 
 

@@ -117,9 +117,12 @@ def test_export_to_weights_dir_and_official_layout(runs, tmp_path):
                                   state.params["network_00"]["fc1"]["kernel"])
 
 
-def test_non_finite_update_stops_and_keeps_last_good_checkpoint(tmp_path):
+def test_non_finite_update_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch):
     workdir = str(tmp_path)
     loop.train(tiny_config(num_steps=1, checkpoint_every=1), workdir)
+    # an infinite learning rate is refused by the config check (tests/test_cli_errors.py); it is
+    # switched off here to make the update of step 2 non-finite, as a diverging run's would be
+    monkeypatch.setattr(loop, "validate_config", lambda config: None)
     # resume with an infinite learning rate: step 2's update is non-finite
     with pytest.raises(loop.NonFiniteLossError, match="params_finite at step 2.*step 1"):
         loop.train(tiny_config(num_steps=3, checkpoint_every=1, learning_rate="inf"), workdir)
@@ -194,3 +197,98 @@ def test_evaluate_command_reports_metrics_and_writes_a_grid(runs, capsys):
     grid = os.path.join(runs[0], "eval", f"step_{STEPS:07d}.png")
     from PIL import Image
     assert np.asarray(Image.open(grid)).shape == (3 * 256, 3 * 256, 3)  # 3 pairs x (src|tgt|reen)
+
+
+# --- damaged checkpoints (issue 11): copies of the 30-step run, whose steps are 24 and 30 -----
+
+def _copy_run(runs, tmp_path, name="run"):
+    import shutil
+    target = tmp_path / name
+    shutil.copytree(runs[0], target)
+    return str(target)
+
+
+def _largest_file(step_dir):
+    files = [os.path.join(d, f) for d, _, names in os.walk(step_dir) for f in names]
+    return max(files, key=os.path.getsize)
+
+
+def _truncate_largest(workdir, step):
+    path = _largest_file(os.path.join(workdir, "checkpoints", str(step)))
+    with open(path, "r+b") as f:
+        f.truncate(os.path.getsize(path) // 3)
+
+
+def _delete_largest(workdir, step):
+    os.remove(_largest_file(os.path.join(workdir, "checkpoints", str(step))))
+
+
+def test_resume_falls_back_from_a_truncated_latest_checkpoint(runs, tmp_path, capsys):
+    """Step 30 truncated: resume restores 24, moves 30 aside, and retrains 25..30 bit-identically."""
+    work = _copy_run(runs, tmp_path)
+    _truncate_largest(work, 30)
+    os.remove(os.path.join(work, "metrics.jsonl"))
+    loop.train(tiny_config(num_steps=STEPS, checkpoint_every=12), work)
+    err = capsys.readouterr().err
+    warnings = [line for line in err.splitlines() if line.startswith("stylemask: warning:")]
+    assert len(warnings) == 1 and "step 30" in warnings[0], err
+    assert os.path.isdir(os.path.join(work, "checkpoints", "corrupt", "30"))  # kept, not deleted
+    assert sorted(n for n in os.listdir(os.path.join(work, "checkpoints")) if n.isdigit()) == \
+        ["24", "30"]
+    full = {m["step"]: m for m in read_metrics(runs[0])}
+    resumed = read_metrics(work)
+    assert [m["step"] for m in resumed] == list(range(25, STEPS + 1))
+    for m in resumed:
+        assert m["loss"] == full[m["step"]]["loss"], m["step"]
+
+
+def test_export_with_a_damaged_step_and_step_option(runs, tmp_path, capsys):
+    from stylemask_jax.cli import main
+    work = _copy_run(runs, tmp_path)
+    _delete_largest(work, 30)
+    # the chosen damaged step: a one-line error, nothing written, nothing moved
+    assert main(["export", "--workdir", work, "--out", str(tmp_path / "a"), "--step", "30"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("stylemask: error:") == 1 and "damaged checkpoint" in err, err
+    assert not os.path.exists(tmp_path / "a")
+    assert os.path.isdir(os.path.join(work, "checkpoints", "30"))
+    # the newest that restores: step 24, with one warning line; step 30 moved aside
+    assert main(["export", "--workdir", work, "--out", str(tmp_path / "b")]) == 0
+    out, err = capsys.readouterr()
+    assert "exported step 24" in out
+    assert err.count("stylemask: warning:") == 1 and "step 30" in err, err
+    assert os.path.isdir(os.path.join(work, "checkpoints", "corrupt", "30"))
+    assert main(["export", "--workdir", work, "--out", str(tmp_path / "c"), "--step", "24"]) == 0
+    assert main(["export", "--workdir", work, "--out", str(tmp_path / "d"), "--step", "30"]) == 2
+    assert "--step 30: no such checkpoint" in capsys.readouterr().err
+
+
+def test_evaluate_falls_back_and_no_restorable_step_is_one_line(runs, tmp_path, capsys):
+    from stylemask_jax.cli import main
+    work = _copy_run(runs, tmp_path)
+    _truncate_largest(work, 30)
+    assert main(["evaluate", "--workdir", work, "--config.eval_pairs=3"]) == 0
+    out, err = capsys.readouterr()
+    assert json.loads(out.strip().splitlines()[-1])["step"] == 24
+    assert "step 30" in err
+    _delete_largest(work, 24)
+    assert main(["evaluate", "--workdir", work, "--config.eval_pairs=3"]) == 2
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if line.startswith("stylemask: error:")]
+    assert len(errors) == 1 and "no checkpoint restores" in errors[0], err
+    assert os.path.join(work, "checkpoints") in errors[0]
+    assert sorted(os.listdir(os.path.join(work, "checkpoints", "corrupt"))) == ["24", "30"]
+
+
+def test_checkpoint_of_another_config_names_the_mismatch(runs, tmp_path, capsys):
+    from stylemask_jax.cli import main
+    work = _copy_run(runs, tmp_path)
+    path = os.path.join(work, "config.json")
+    config = json.load(open(path))
+    config["generator"]["channels"] = [48, 40, 24, 24, 16]  # 24 style channels at 16 px, not 32
+    json.dump(config, open(path, "w"))
+    assert main(["export", "--workdir", work, "--out", str(tmp_path / "x")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("stylemask: error:") == 1, err
+    assert "in the checkpoint but" in err and "another config" in err, err
+    assert sorted(os.listdir(os.path.join(work, "checkpoints"))) == ["24", "30"]  # nothing moved

@@ -271,9 +271,11 @@ def _parse_tolerances(items) -> dict:
             if name not in TOLERANCES:
                 raise ValueError
             out[name] = float(value)
+            if not 0.0 < out[name] < float("inf"):
+                raise ValueError
         except ValueError:
             raise UserInputError(f"--tolerance {item!r}: expected NAME=VALUE with NAME one of "
-                                 f"{', '.join(TOLERANCES)}") from None
+                                 f"{', '.join(TOLERANCES)} and VALUE a finite number > 0") from None
     return out
 
 

@@ -1,5 +1,9 @@
 """The one Orbax wrapper for training runs: keep-last-N, resume from the latest, abstract restore.
 
+A damaged step (a truncated or missing file) is moved to WORKDIR/checkpoints/corrupt/STEP, never
+deleted, and the next older step is restored; a checkpoint of another config (other mask-net
+shapes) is a CheckpointError naming the first differing parameter.
+
 A checkpoint holds the whole TrainState (step, mask params, optimizer state, key). Restoring
 goes into an abstract target (jax.eval_shape of a fresh state) with the target's shardings, so
 resumed arrays land replicated on the current mesh.
@@ -13,10 +17,16 @@ import jax
 import orbax.checkpoint as ocp
 
 
-def make_manager(workdir: str, keep: int = 3) -> ocp.CheckpointManager:
-    directory = os.path.join(os.path.abspath(workdir), "checkpoints")
-    options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True)
-    return ocp.CheckpointManager(directory, options=options)
+CORRUPT_DIR = "corrupt"  # WORKDIR/checkpoints/corrupt/STEP: steps that failed to restore
+
+
+def checkpoint_dir(workdir: str) -> str:
+    return os.path.join(os.path.abspath(workdir), "checkpoints")
+
+
+def make_manager(workdir: str, keep: int = 3, create: bool = True) -> ocp.CheckpointManager:
+    options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=create)
+    return ocp.CheckpointManager(checkpoint_dir(workdir), options=options)
 
 
 def save(manager: ocp.CheckpointManager, state, force: bool = False) -> bool:
@@ -25,49 +35,146 @@ def save(manager: ocp.CheckpointManager, state, force: bool = False) -> bool:
     return manager.save(step, args=ocp.args.StandardSave(state), force=force)
 
 
-def restore_latest(manager: ocp.CheckpointManager, target):
-    """(state, step) from the latest checkpoint, or (target, None) when there is none.
-
-    `target` is a concrete or abstract state (its shapes, dtypes and shardings are used).
-    """
-    step = manager.latest_step()
-    if step is None:
-        return target, None
-    abstract = jax.tree_util.tree_map(
+def _abstract(target):
+    return jax.tree_util.tree_map(
         lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=getattr(x, "sharding", None)),
         target)
-    state = manager.restore(step, args=ocp.args.StandardRestore(abstract))
-    return state, step
 
 
-def restore_state(workdir: str, nets, config, mesh=None):
-    """(state, step) of WORKDIR's latest checkpoint, or (a fresh step-0 state, None) when there is
-    none; restored replicated on `mesh` (default: every device)."""
+def _shapes(tree) -> dict:
+    """{'params/network_00/fc1/kernel': shape, ...} of a state or stored metadata tree."""
+    leaves = jax.tree_util.tree_flatten_with_path(
+        tree, is_leaf=lambda x: hasattr(x, "shape"))[0]
+    return {"/".join(str(getattr(k, "key", getattr(k, "name", getattr(k, "idx", k)))) for k in path):
+            tuple(leaf.shape) for path, leaf in leaves if hasattr(leaf, "shape")}
+
+
+def config_mismatch(step_path: str, abstract) -> str | None:
+    """How the mask parameters stored at `step_path` differ from `abstract`'s, or None.
+
+    Raises whatever Orbax raises when the step's metadata cannot be read (a damaged step)."""
+    metadata = ocp.StandardCheckpointer().metadata(os.path.join(step_path, "default"))
+    tree = getattr(getattr(metadata, "item_metadata", None), "tree", None)
+    if not hasattr(tree, "keys") or "params" not in tree:
+        return None  # a layout this check does not know: the restore itself decides
+    stored = _shapes({"params": tree["params"]})
+    wanted = _shapes({"params": abstract.params})
+    for name in sorted(set(stored) | set(wanted)):
+        if stored.get(name) != wanted.get(name):
+            have = stored.get(name, "missing")
+            want = wanted.get(name, "missing")
+            return (f"{name} is {have} in the checkpoint but {want} in the config (a checkpoint of "
+                    "another config: other mask-net widths or num_layers_control?)")
+    return None
+
+
+def _restore_step(manager, step: int, abstract):
+    """The state at `step`; CheckpointError for another config's checkpoint; other exceptions
+    (Orbax / TensorStore errors of a damaged step) propagate."""
+    from stylemask_jax.errors import CheckpointError
+    path = os.path.join(manager.directory, str(step))
+    mismatch = config_mismatch(path, abstract)
+    if mismatch:
+        raise CheckpointError(f"{path}: {mismatch}")
+    return manager.restore(step, args=ocp.args.StandardRestore(abstract))
+
+
+def _move_aside(directory: str, step: int) -> str:
+    """Moves the damaged step folder to DIRECTORY/corrupt/STEP (Orbax ignores it there)."""
+    source = os.path.join(directory, str(step))
+    target = os.path.join(directory, CORRUPT_DIR, str(step))
+    if jax.process_index() == 0:
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        suffix = 1
+        while os.path.lexists(target):
+            target = os.path.join(directory, CORRUPT_DIR, f"{step}.{suffix}")
+            suffix += 1
+        os.replace(source, target)
+    return target
+
+
+def restore_latest(manager: ocp.CheckpointManager, target, step: int | None = None):
+    """(state, step) from the newest checkpoint that restores, or (target, None) when there is
+    none; `target` is a concrete or abstract state (its shapes, dtypes and shardings are used).
+
+    A step that fails to restore is moved to checkpoints/corrupt/STEP with one line on stderr
+    and the next older one is tried; a checkpoint of another config is a CheckpointError.
+    With `step`, only that step is restored (missing or damaged: a CheckpointError)."""
+    import sys
+    from stylemask_jax.errors import CheckpointError
+    abstract = _abstract(target)
+    directory = str(manager.directory)
+    steps = sorted(manager.all_steps(), reverse=True)
+    if step is not None:
+        if step not in steps:
+            raise CheckpointError(f"--step {step}: no such checkpoint in {directory} (steps: "
+                                  f"{', '.join(map(str, sorted(steps))) or 'none'})")
+        try:
+            return _restore_step(manager, step, abstract), step
+        except CheckpointError:
+            raise
+        except Exception as err:  # Orbax/TensorStore raise many types for a damaged step
+            raise CheckpointError(f"{directory}/{step}: damaged checkpoint, cannot restore "
+                                  f"({type(err).__name__}: {str(err).splitlines()[0][:160]})") from None
+    damaged = []
+    try:
+        for candidate in steps:
+            try:
+                return _restore_step(manager, candidate, abstract), candidate
+            except CheckpointError:
+                raise
+            except Exception as err:
+                moved = _move_aside(directory, candidate)
+                damaged.append(candidate)
+                print(f"stylemask: warning: checkpoint step {candidate} in {directory} is damaged "
+                      f"({type(err).__name__}); moved to {moved}, trying an older step",
+                      file=sys.stderr)
+    finally:
+        if damaged:
+            manager.reload()  # forget the moved steps
+    if steps:
+        raise CheckpointError(f"{directory}: no checkpoint restores (damaged steps "
+                              f"{', '.join(map(str, steps))} moved to {directory}/{CORRUPT_DIR})")
+    return target, None
+
+
+def restore_state(workdir: str, nets, config, mesh=None, step: int | None = None):
+    """(state, step) of WORKDIR's newest restorable checkpoint (or of `step`), or (a fresh
+    step-0 state, None) when there is none; restored replicated on `mesh` (default: every
+    device). Does not create WORKDIR/checkpoints."""
     from stylemask_jax.sharding import data_mesh
     from stylemask_jax.training import state as state_lib
     mesh = data_mesh() if mesh is None else mesh
     optimizer = state_lib.make_optimizer(config.learning_rate, config.weight_decay)
     target = jax.eval_shape(lambda: state_lib.initial_state(nets, config, optimizer, mesh))
-    manager = make_manager(workdir)
-    try:
-        state, step = restore_latest(manager, target)
-    finally:
-        manager.close()
-    if step is None:
+    if os.path.isdir(checkpoint_dir(workdir)):
+        manager = make_manager(workdir, create=False)
+        try:
+            state, found = restore_latest(manager, target, step)
+        finally:
+            manager.close()
+    else:
+        found = None
+    if found is None:
+        if step is not None:
+            from stylemask_jax.errors import CheckpointError
+            raise CheckpointError(f"--step {step}: {checkpoint_dir(workdir)} holds no checkpoints")
         state = state_lib.initial_state(nets, config, optimizer, mesh)
-    return state, step
+    return state, found
 
 
-def restore_mask_params(workdir: str, config):
-    """The networks of `config` and WORKDIR's latest mask parameters (`stylemask evaluate/export`):
-    (nets, frozen, params, step). No checkpoint is a UserInputError."""
+def restore_mask_params(workdir: str, config, step: int | None = None):
+    """The networks of `config` and WORKDIR's newest restorable (or `step`'s) mask parameters
+    (`stylemask evaluate/export`): (nets, frozen, params, step). No checkpoint is a
+    UserInputError naming the folder."""
     from stylemask_jax.errors import UserInputError
     from stylemask_jax.training import networks
     nets, frozen = networks.build_networks(config)
-    state, step = restore_state(workdir, nets, config)
-    if step is None:
-        raise UserInputError(f"--workdir {workdir}: no checkpoint to load")
-    return nets, frozen, state.params, step
+    state, found = restore_state(workdir, nets, config, step=step)
+    if found is None:
+        raise UserInputError(f"--workdir {workdir}: no checkpoint to load in "
+                             f"{checkpoint_dir(workdir)}")
+    return nets, frozen, state.params, found
 
 
 def workdir_config(workdir: str, overrides=()):
@@ -75,9 +182,16 @@ def workdir_config(workdir: str, overrides=()):
     import json
     import ml_collections
     from stylemask_jax.errors import UserInputError
+    from stylemask_jax.training.config_checks import validate_config
     from stylemask_jax.training.config_overrides import apply_overrides
     path = os.path.join(workdir, "config.json")
     if not os.path.isfile(path):
         raise UserInputError(f"--workdir {workdir}: no config.json (not a training workdir)")
-    with open(path) as f:
-        return apply_overrides(ml_collections.ConfigDict(json.load(f)), list(overrides))
+    try:
+        with open(path) as f:
+            config = ml_collections.ConfigDict(json.load(f))
+    except (OSError, ValueError) as err:
+        raise UserInputError(f"{path}: unreadable ({err})") from None
+    config = apply_overrides(config, list(overrides))
+    validate_config(config)
+    return config

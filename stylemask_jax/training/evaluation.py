@@ -99,10 +99,10 @@ def make_evaluator(nets, config, mesh=None):
     return evaluate
 
 
-def evaluate_workdir(workdir: str, overrides=()) -> dict:
-    """`stylemask evaluate`: the metrics of WORKDIR's latest checkpoint on the validation pairs
-    (also writes WORKDIR/eval/step_XXXXXXX.png); returns {'step', 'csim', ...}."""
+def evaluate_workdir(workdir: str, overrides=(), step: int | None = None) -> dict:
+    """`stylemask evaluate`: the metrics of WORKDIR's newest restorable checkpoint (or `step`) on
+    the validation pairs (also writes WORKDIR/eval/step_XXXXXXX.png); returns {'step', 'csim', ...}."""
     from stylemask_jax.training.checkpoints import restore_mask_params, workdir_config
     config = workdir_config(workdir, overrides)
-    nets, frozen, params, step = restore_mask_params(workdir, config)
-    return {"step": step, **make_evaluator(nets, config)(params, frozen, workdir, step)}
+    nets, frozen, params, found = restore_mask_params(workdir, config, step=step)
+    return {"step": found, **make_evaluator(nets, config)(params, frozen, workdir, found)}

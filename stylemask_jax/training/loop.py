@@ -16,8 +16,10 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from stylemask_jax.errors import UserInputError
+from stylemask_jax.outputs import check_output_dir
 from stylemask_jax.sharding import data_mesh, data_sharding, replicated
 from stylemask_jax.training import checkpoints, evaluation, networks, objective, state as state_lib
+from stylemask_jax.training.config_checks import validate_config
 from stylemask_jax.training.logs import MetricWriter, format_metrics, non_finite
 
 
@@ -60,6 +62,7 @@ def make_train_step(nets: networks.Networks, config, optimizer, mesh):
 
 
 def check_config(config, mesh) -> None:
+    validate_config(config)  # every field's range (training/config_checks.py)
     n = mesh.size
     if config.batch_size < 1 or config.batch_size % n:
         raise UserInputError(f"--config.batch_size={config.batch_size} must be a positive multiple "
@@ -67,14 +70,6 @@ def check_config(config, mesh) -> None:
     if config.batch_size % jax.process_count():
         raise UserInputError(f"--config.batch_size={config.batch_size} must split evenly over "
                              f"the {jax.process_count()} hosts")
-    for name in ("num_steps", "checkpoint_every", "eval_every"):
-        if int(config[name]) < 0:
-            raise UserInputError(f"--config.{name} must be >= 0, got {config[name]}")
-    if int(config.log_every) < 1:
-        raise UserInputError(f"--config.log_every must be >= 1, got {config.log_every}")
-    if config.lambda_perceptual:
-        raise UserInputError("--config.lambda_perceptual: the LPIPS term is not ported; the "
-                             "paper trains with 0")
 
 
 def train(config, workdir: str) -> dict:
@@ -86,6 +81,7 @@ def train(config, workdir: str) -> dict:
         jax.distributed.initialize()
     mesh = data_mesh(config.get("num_devices", 0))
     check_config(config, mesh)
+    check_output_dir(workdir, "--workdir")
     nets, frozen = networks.build_networks(config)
     frozen = jax.device_put(frozen, replicated(mesh))
     optimizer = state_lib.make_optimizer(config.learning_rate, config.weight_decay)
