@@ -35,6 +35,7 @@ IRSE_PTH = os.path.join(FIXTURES, "irse", "model_ir_se_small.pth")
 DECA_TAR = os.path.join(FIXTURES, "deca", "deca_model_small.tar")
 FLAME_PKL = os.path.join(FIXTURES, "flame", "generic_model.pkl")
 FLAME_EMB = os.path.join(FIXTURES, "flame", "landmark_embedding.npy")
+FIXTURES_ALIGN = os.path.join(FIXTURES, "align")
 
 
 def _truncated_copy(source, target, keep=0.5):
@@ -306,8 +307,29 @@ def compare_rows():
     ]
 
 
+def dataset_rows():
+    build = ["dataset", "build"]
+    return [
+        ("dataset-missing-source", build + ["{missing}", "--out", "{out}"], "not a folder",
+         "{out}"),
+        ("dataset-source-is-a-file", build + ["{text}", "--out", "{out}"], "not a folder", "{out}"),
+        ("dataset-source-without-faces", build + ["{full}", "--out", "{out}"], "no photos",
+         "{out}"),
+        ("dataset-out-under-file", build + [FIXTURES_ALIGN, "--out", "{file}/data"], "afile",
+         "{file}"),
+        ("dataset-frame-stride-zero", build + [FIXTURES_ALIGN, "--out", "{out}", "--frame-stride",
+                                               "0"], "--frame-stride", "{out}"),
+        ("dataset-max-frames-negative", build + [FIXTURES_ALIGN, "--out", "{out}", "--max-frames",
+                                                 "-1"], "--max-frames", "{out}"),
+        ("invert-dataset-missing", ["invert", "--dataset", "{missing}", "--e4e", "{e4e}"],
+         "no_such", "{missing}"),
+        ("evaluate-dataset-missing", ["evaluate", "--workdir", "{work}", "--dataset", "{missing}"],
+         "no_such", "{missing}"),
+    ]
+
+
 ROW_BUILDERS = [convert_rows, generate_rows, reenact_rows, invert_rows, train_rows,
-                evaluate_rows, export_rows, compare_rows]
+                evaluate_rows, export_rows, compare_rows, dataset_rows]
 ROWS = [row for build in ROW_BUILDERS for row in build()]
 
 

@@ -77,8 +77,10 @@ def build_dataset(src: str | os.PathLike, out_dir: str | os.PathLike, *, frame_s
         raise UserInputError(f"--max-frames must be 0 (all) or more, got {max_frames}")
     tfds = _tfds()
     from stylemask_jax.datasets.builder import StylemaskFaces, config_for
+    from stylemask_jax.outputs import check_output_dir
 
     source = sources.scan_source(os.path.abspath(os.fspath(src)))
+    check_output_dir(os.fspath(out_dir), "--out")
     builder = StylemaskFaces(data_dir=os.fspath(out_dir), config=config_for(frame_stride,
                              max_frames), file_format="array_record", aligner=aligner,
                              max_detect_side=max_detect_side, read_photo=read_photo,
