@@ -75,13 +75,16 @@ def reenact_video(models, inverter: Inverter, source, driving: str, out_dir: str
                   detector: LandmarkDetector | None = None, truncation: float = 0.7,
                   mean=None, batch_size: int = 8, paste_back: bool = False,
                   side_by_side_view: bool = False, smoothing: OneEuroParams = OneEuroParams(),
-                  progress: bool = True) -> VideoResult:
+                  progress: bool = True, compiled=None, on_frames=None) -> VideoResult:
     """Reenacts the source photo with every frame of `driving`; writes OUT_DIR/reenacted.mp4.
 
     models: `inference.Models` (generator + mask network); inverter: `pipeline.Inverter`; source: a photo
     path or uint8 array; mean: the truncation mean W (D,) (needed when truncation < 1).
     Every input is checked (source face, readable clip, a face somewhere in it) before anything is
     written; the video appears only when complete (`VideoWriter` is atomic).
+    compiled: optional (encode, reenact) functions already jitted for `batch_size`, with the
+    signatures of `reenact.make_encode_fn` and `make_reenact_fn(outputs='reenacted')` (a server
+    that compiles once); on_frames(done, total): called after each batch (a page's progress).
     """
     from tqdm.auto import tqdm
     from stylemask_jax import reenact as method
@@ -98,8 +101,8 @@ def reenact_video(models, inverter: Inverter, source, driving: str, out_dir: str
         raise UserInputError(f"{driving}: the video has no frames")
     first = _first_face(driving, detector, info)
 
-    encode = method.make_encode_fn(gen, "wplus", truncation)
-    reenact = method.make_reenact_fn(gen, models.mask_net, outputs="reenacted")
+    encode, reenact = compiled or (method.make_encode_fn(gen, "wplus", truncation),
+                                   method.make_reenact_fn(gen, models.mask_net, outputs="reenacted"))
     mean = jnp.zeros((gen.style_dim,), jnp.float32) if mean is None else jnp.asarray(mean)
     src_wplus = encode(models.gvars, inverter(models.gvars, source_face.crops), mean)
     src_batch = jnp.repeat(src_wplus, batch_size, axis=0)
@@ -125,6 +128,8 @@ def reenact_video(models, inverter: Inverter, source, driving: str, out_dir: str
             for frames in iter_frames(driving, batch_size, info):
                 writer.write(output_frames(frames))
                 bar.update(len(frames))
+                if on_frames is not None:
+                    on_frames(bar.n, total)
     finally:
         bar.close()
     stats = dict(frames=writer.frames_written, **smoother.stats())
