@@ -103,6 +103,8 @@ def reenact_video(models, inverter: Inverter, source, driving: str, out_dir: str
 
     encode, reenact = compiled or (method.make_encode_fn(gen, "wplus", truncation),
                                    method.make_reenact_fn(gen, models.mask_net, outputs="reenacted"))
+    if mean is None and truncation != 1.0:
+        raise ValueError("truncation < 1 needs the mean W (`codes.truncation_mean`)")
     mean = jnp.zeros((gen.style_dim,), jnp.float32) if mean is None else jnp.asarray(mean)
     src_wplus = encode(models.gvars, inverter(models.gvars, source_face.crops), mean)
     src_batch = jnp.repeat(src_wplus, batch_size, axis=0)
