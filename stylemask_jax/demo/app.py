@@ -178,15 +178,16 @@ def build_app(engine: DemoEngine, handlers: Handlers | None = None, title: str =
         first = examples[0] if examples and prefill else [None, None]
         with gr.Row():
             source = gr.Image(value=first[0], label="source photo (identity)", type="filepath",
-                              sources=["upload"], elem_id="source")
+                              sources=["upload"], height=300, elem_id="source")
             with gr.Tabs():
                 with gr.Tab("Target photo", id="photo") as photo_tab:
                     target = gr.Image(value=first[1], label="target photo (pose, expression)",
-                                      type="filepath", sources=["upload"], elem_id="target")
+                                      type="filepath", sources=["upload"], height=300,
+                                      elem_id="target")
                 with gr.Tab("Driving video", id="video") as video_tab:
                     driving = gr.Video(label=f"driving video (up to "
                                        f"{settings.max_video_seconds:g} s)", sources=["upload"],
-                                       elem_id="driving")
+                                       height=300, elem_id="driving")
         with gr.Row():
             truncation = gr.Slider(0.0, 1.0, value=0.7, step=0.05, label="truncation psi "
                                    "(1 = the inverted codes unchanged)", elem_id="truncation")

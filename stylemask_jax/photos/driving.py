@@ -125,13 +125,15 @@ def reenact_video(models, inverter: Inverter, source, driving: str, out_dir: str
 
     path = os.path.join(out_dir, VIDEO_NAME)
     bar = tqdm(total=total, desc="reenact video", unit="frame", disable=not progress)
+    done = 0
     try:
         with VideoWriter(path, info.fps, audio_from=driving) as writer:
             for frames in iter_frames(driving, batch_size, info):
                 writer.write(output_frames(frames))
                 bar.update(len(frames))
+                done += len(frames)
                 if on_frames is not None:
-                    on_frames(bar.n, total)
+                    on_frames(done, total)
     finally:
         bar.close()
     stats = dict(frames=writer.frames_written, **smoother.stats())
