@@ -315,6 +315,40 @@ def _run_dataset(args):
     print(build_summary(build_dataset(args.src, args.out, frame_stride=args.frame_stride,
                                       max_frames=args.max_frames, overwrite=args.overwrite,
                                       max_detect_side=args.max_detect_side)))
+# ---------------------------------------------------------------------------------------------
+# demo
+# ---------------------------------------------------------------------------------------------
+
+def _add_demo(p):
+    models = p.add_argument_group("models (converted weights, or --config tiny for random ones)")
+    models.add_argument("--generator", metavar="DIR", help="converted StyleGAN2 directory")
+    models.add_argument("--mask-net", metavar="DIR", help="converted mask network directory")
+    models.add_argument("--e4e", metavar="DIR", help="converted e4e encoder directory")
+    models.add_argument("--irse", metavar="DIR", default=None, help="converted ArcFace IR-SE "
+                        "for the identity term of the refinement (optional)")
+    models.add_argument("--config", default=None, help="'tiny': random networks that fit "
+                        "together, no files needed (the images are noise, not faces)")
+    p.add_argument("--host", default="127.0.0.1", help="address to serve on (127.0.0.1: this "
+                   "machine only)")
+    p.add_argument("--port", type=int, default=7860, help="port to serve on")
+    p.add_argument("--batch-size", type=int, default=4, help="the largest batch: photo requests "
+                   "arriving together are reenacted in one call of up to this many pairs; "
+                   "video frames go in batches of this size (compiled for 1 and this size at "
+                   "start-up)")
+    p.add_argument("--refine-steps", default="0", help="the refinement step counts the page "
+                   "offers, comma-separated (each compiled at start-up), e.g. '0,20'")
+    p.add_argument("--max-video-seconds", type=float, default=20.0,
+                   help="longer driving videos are refused")
+
+
+def _run_demo(args):
+    from stylemask_jax.demo.app import launch_demo
+    from stylemask_jax.demo.engine import DemoSettings, parse_steps
+    settings = DemoSettings(batch_size=args.batch_size, refine_steps=parse_steps(args.refine_steps),
+                            max_video_seconds=args.max_video_seconds)
+    launch_demo(settings, args.host, args.port, generator_dir=args.generator,
+                mask_net_dir=args.mask_net, e4e_dir=args.e4e, irse_dir=args.irse,
+                config=args.config)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -348,6 +382,8 @@ COMMANDS = [
      _add_export, _run_export),
     ("dataset", "build a dataset of aligned real faces with tensorflow-datasets (no TensorFlow)",
      _add_dataset, _run_dataset),
+    ("demo", "serve a local web page: upload a source photo and a target photo or driving "
+     "video, see the reenactment (needs the [demo] extra)", _add_demo, _run_demo),
     ("compare", "compare the JAX networks with the PyTorch reference on your checkpoints "
      "(needs the [torch] extra)", _add_compare, _run_compare),
 ]

@@ -75,13 +75,16 @@ def reenact_video(models, inverter: Inverter, source, driving: str, out_dir: str
                   detector: LandmarkDetector | None = None, truncation: float = 0.7,
                   mean=None, batch_size: int = 8, paste_back: bool = False,
                   side_by_side_view: bool = False, smoothing: OneEuroParams = OneEuroParams(),
-                  progress: bool = True) -> VideoResult:
+                  progress: bool = True, compiled=None, on_frames=None) -> VideoResult:
     """Reenacts the source photo with every frame of `driving`; writes OUT_DIR/reenacted.mp4.
 
     models: `inference.Models` (generator + mask network); inverter: `pipeline.Inverter`; source: a photo
     path or uint8 array; mean: the truncation mean W (D,) (needed when truncation < 1).
     Every input is checked (source face, readable clip, a face somewhere in it) before anything is
     written; the video appears only when complete (`VideoWriter` is atomic).
+    compiled: optional (encode, reenact) functions already jitted for `batch_size`, with the
+    signatures of `reenact.make_encode_fn` and `make_reenact_fn(outputs='reenacted')` (a server
+    that compiles once); on_frames(done, total): called after each batch (a page's progress).
     """
     from tqdm.auto import tqdm
     from stylemask_jax import reenact as method
@@ -98,8 +101,8 @@ def reenact_video(models, inverter: Inverter, source, driving: str, out_dir: str
         raise UserInputError(f"{driving}: the video has no frames")
     first = _first_face(driving, detector, info)
 
-    encode = method.make_encode_fn(gen, "wplus", truncation)
-    reenact = method.make_reenact_fn(gen, models.mask_net, outputs="reenacted")
+    encode, reenact = compiled or (method.make_encode_fn(gen, "wplus", truncation),
+                                   method.make_reenact_fn(gen, models.mask_net, outputs="reenacted"))
     if mean is None and truncation != 1.0:
         raise ValueError("truncation < 1 needs the mean W (`codes.truncation_mean`)")
     mean = jnp.zeros((gen.style_dim,), jnp.float32) if mean is None else jnp.asarray(mean)
@@ -122,11 +125,15 @@ def reenact_video(models, inverter: Inverter, source, driving: str, out_dir: str
 
     path = os.path.join(out_dir, VIDEO_NAME)
     bar = tqdm(total=total, desc="reenact video", unit="frame", disable=not progress)
+    done = 0
     try:
         with VideoWriter(path, info.fps, audio_from=driving) as writer:
             for frames in iter_frames(driving, batch_size, info):
                 writer.write(output_frames(frames))
                 bar.update(len(frames))
+                done += len(frames)
+                if on_frames is not None:
+                    on_frames(done, total)
     finally:
         bar.close()
     stats = dict(frames=writer.frames_written, **smoother.stats())

@@ -1,0 +1,207 @@
+"""`stylemask demo`: the engine and the page's request functions with the tiny random networks
+(no browser), every path and error; and one end-to-end run in headless Chromium (skipped when
+Chromium or its driver is absent)."""
+
+import os
+import shutil
+import socket
+import threading
+import time
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from photo_utils import clip_with_gaps, fixture_photo, write_test_clip
+
+gr = pytest.importorskip("gradio")
+
+from stylemask_jax import cli  # noqa: E402
+from stylemask_jax.demo.app import Handlers, build_app, serve  # noqa: E402
+from stylemask_jax.demo.engine import DemoSettings, PhotoRequest, load_engine  # noqa: E402
+
+CHROMIUM, DRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
+
+
+@pytest.fixture(scope="module")
+def engine():
+    engine = load_engine(DemoSettings(batch_size=2, refine_steps=(0, 1), max_video_seconds=1.0),
+                         config="tiny")
+    engine.compile()
+    return engine
+
+
+@pytest.fixture(scope="module")
+def handlers(engine, tmp_path_factory):
+    return Handlers(engine, str(tmp_path_factory.mktemp("demo_work")))
+
+
+def _cache_sizes(engine):
+    fns = [engine._invert, engine._truncate, engine._reenact, *engine.refine_fns.values()]
+    return [f._cache_size() for f in fns]
+
+
+def test_photo_path_compiles_nothing_and_matches_the_library(engine, handlers):
+    compiled = _cache_sizes(engine)
+    strip, heat, pasted, status = handlers.photo(fixture_photo("astronaut"),
+                                                 fixture_photo("astronaut_tilt"), 0.7, 1, True)
+    assert strip.shape == (256, 3 * 256, 3) and strip.dtype == np.uint8
+    layers = len(engine.models.mask_net.widths)
+    assert heat.shape == (layers * 12 + (layers - 1) * 2, 512, 3)
+    assert pasted.shape == (512, 512, 3)               # the source photo's size
+    assert "reenacted in" in status and "mean mask per layer" in status
+    assert _cache_sizes(engine) == compiled            # nothing compiled for a request
+
+    # the same pair through the library's photo path (pipeline + reenact.reenact_only)
+    import jax.numpy as jnp
+    from stylemask_jax import reenact as method
+    from stylemask_jax.images import to_uint8
+    from stylemask_jax.photos.pipeline import prepare_faces, real_image_wplus
+    request, faces = engine.prepare(PhotoRequest(fixture_photo("astronaut"),
+                                                 fixture_photo("astronaut_tilt"), 0.5, 0))
+    [result] = engine.run_photos([(request, faces)])
+    crops = prepare_faces([fixture_photo("astronaut"), fixture_photo("astronaut_tilt")]).crops
+    np.testing.assert_array_equal(result.source_crop, crops[0])
+    codes = np.asarray(engine._invert(engine.evars, crops))
+    wplus = real_image_wplus(codes, engine.mean, 0.5)
+    m = engine.models
+    image = method.reenact_only(m.generator, m.gvars, m.mask_net, m.mvars,
+                                jnp.asarray(wplus[:1]), jnp.asarray(wplus[1:]))
+    assert np.abs(result.reenacted.astype(int) - to_uint8(image[0]).astype(int)).max() <= 1
+    masks = m.mask_net.apply(m.mvars, method.style_codes(m.generator, m.gvars, wplus[:1]),
+                             method.style_codes(m.generator, m.gvars, wplus[1:]))
+    for ours, ref in zip(result.masks, masks):
+        np.testing.assert_allclose(ours, np.asarray(ref)[0], atol=1e-5)
+
+
+def test_requests_arriving_together_run_as_one_batch(engine, handlers):
+    pairs = [("astronaut", "astronaut_tilt", 0.7), ("astronaut_small", "astronaut", 0.4)]
+    prepared = [engine.prepare(PhotoRequest(fixture_photo(s), fixture_photo(t), psi))
+                for s, t, psi in pairs]
+    alone = [engine.run_photos([p])[0] for p in prepared]
+    before = len(handlers.queue.batch_sizes)
+    results = [None] * len(prepared)
+    gate = threading.Barrier(len(prepared))
+
+    def submit(k):
+        gate.wait()
+        results[k] = handlers.queue.submit(prepared[k])
+    threads = [threading.Thread(target=submit, args=(k,)) for k in range(len(prepared))]
+    handlers.queue.max_wait_s = 2.0       # both surely arrive within the batcher's window
+    try:
+        [t.start() for t in threads]
+        [t.join() for t in threads]
+    finally:
+        handlers.queue.max_wait_s = engine.settings.max_wait_s
+    assert handlers.queue.batch_sizes[before:] == [2]
+    for got, want in zip(results, alone):    # a row of a batch equals the request run alone
+        assert np.abs(got.reenacted.astype(int) - want.reenacted.astype(int)).max() <= 1
+
+
+def test_video_path_with_progress(engine, handlers, tmp_path):
+    clip = write_test_clip(tmp_path / "clip.mp4", clip_with_gaps(4, blank=[]), 10)
+    calls = []
+
+    def progress(value, desc=None, unit=None):
+        calls.append(value)
+    compiled = _cache_sizes(engine)
+    _, _, _, path, status = handlers.run(fixture_photo("astronaut"), None, clip, "video", 0.7, 0,
+                                         False, True, progress)
+    from stylemask_jax.photos.video import count_frames, probe_video
+    assert count_frames(path) == 4 and probe_video(path).size == (80 + 64, 64)
+    assert calls == [(2, 4), (4, 4)] and "4 frames" in status
+    assert _cache_sizes(engine) == compiled
+
+
+def _grey(path):
+    Image.fromarray(np.full((200, 240, 3), 90, np.uint8)).save(path)
+    return str(path)
+
+
+def _error_cases(tmp_path):
+    photo = fixture_photo("astronaut")
+    notes = tmp_path / "notes.png"
+    notes.write_text("these are notes")
+    long_clip = write_test_clip(tmp_path / "long.mp4", clip_with_gaps(16, blank=[]), 10)
+    return {
+        "no_face": (("photo", photo, _grey(tmp_path / "wall.png"), None, 0), "no face found"),
+        "not_an_image": (("photo", str(notes), photo, None, 0), "not an image"),
+        "no_source": (("photo", None, photo, None, 0), "upload a source photo"),
+        "no_target": (("photo", photo, None, None, 0), "upload a target photo"),
+        "refine_not_offered": (("photo", photo, photo, None, 7), "offers [0, 1]"),
+        "no_video": (("video", photo, None, None, 0), "upload a driving video"),
+        "long_video": (("video", photo, None, long_clip, 0), "1.6 s long; this demo takes videos "
+                                                             "up to 1 s"),
+    }
+
+
+def test_bad_input_is_a_one_line_page_message(handlers, tmp_path):
+    for case, ((mode, src, tgt, clip, steps), expected) in _error_cases(tmp_path).items():
+        with pytest.raises(gr.Error) as err:
+            handlers.run(src, tgt, clip, mode, 0.7, steps, False, False)
+        message = err.value.message
+        assert expected in message and "\n" not in message and "Traceback" not in message, \
+            (case, message)
+
+
+def test_build_app_and_cli_arguments(engine, handlers, capsys):
+    app = build_app(engine, handlers)
+    ids = {block.elem_id for block in app.blocks.values()}
+    assert {"source", "target", "driving", "run", "result", "masks", "video_out"} <= ids
+    assert cli.main(["demo", "--config", "tiny", "--e4e", "x"]) == 2
+    assert "--config gives random networks" in capsys.readouterr().err
+    assert cli.main(["demo", "--config", "tiny", "--refine-steps", "a,b"]) == 2
+    assert "--refine-steps: cannot parse" in capsys.readouterr().err
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.skipif(not (os.path.exists(CHROMIUM) and os.path.exists(DRIVER)),
+                    reason=f"needs Chromium and its driver ({CHROMIUM}, {DRIVER}; Debian: "
+                           "apt-get install chromium chromium-driver)")
+def test_in_a_real_browser(engine, handlers, tmp_path):
+    webdriver = pytest.importorskip("selenium.webdriver")
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+    port = _free_port()
+    app = build_app(engine, handlers, title="Random networks (--config tiny).", prefill=False)
+    app.queue()
+    app.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--window-size=1280,1400", f"--user-data-dir={tmp_path / 'profile'}"):
+        options.add_argument(flag)
+    browser = webdriver.Chrome(service=webdriver.ChromeService(executable_path=DRIVER),
+                               options=options)
+    try:
+        browser.get(f"http://127.0.0.1:{port}/")
+        wait = WebDriverWait(browser, 120)
+        for elem_id, name in (("source", "astronaut"), ("target", "astronaut_tilt")):
+            field = wait.until(lambda b: b.find_element(By.CSS_SELECTOR,
+                                                        f"#{elem_id} input[type=file]"))
+            field.send_keys(os.path.abspath(fixture_photo(name)))
+            wait.until(lambda b: b.find_elements(By.CSS_SELECTOR, f"#{elem_id} img"))
+        browser.find_element(By.CSS_SELECTOR, "#run").click()
+        image = wait.until(lambda b: next(iter(b.find_elements(By.CSS_SELECTOR, "#result img")),
+                                          None))
+        wait.until(lambda b: b.execute_script("return arguments[0].complete && "
+                                              "arguments[0].naturalWidth > 0", image))
+        size = browser.execute_script("return [arguments[0].naturalWidth, "
+                                      "arguments[0].naturalHeight]", image)
+        assert size == [3 * 256, 256]
+        assert "reenacted in" in browser.find_element(By.CSS_SELECTOR, "#status").text
+        time.sleep(0.5)
+        shot = tmp_path / "demo.png"
+        browser.save_screenshot(str(shot))
+        assert Image.open(shot).size[0] > 0
+        if os.environ.get("STYLEMASK_DEMO_SCREENSHOT"):       # docs/demo.png for the README
+            shutil.copy(shot, os.environ["STYLEMASK_DEMO_SCREENSHOT"])
+    finally:
+        browser.quit()
+        app.close()
