@@ -328,8 +328,22 @@ def dataset_rows():
     ]
 
 
+def demo_rows():
+    tiny = ["demo", "--config", "tiny"]
+    return [
+        ("demo-no-models", ["demo"], "--config tiny", None),
+        ("demo-refine-steps-text", tiny + ["--refine-steps", "a"], "--refine-steps", None),
+        ("demo-batch-size-zero", tiny + ["--batch-size", "0"], "--batch-size", None),
+        ("demo-video-limit-negative", tiny + ["--max-video-seconds", "-1"],
+         "--max-video-seconds", None),
+        ("demo-unknown-config", ["demo", "--config", "nosuch"], "unknown config", None),
+        ("demo-generator-missing", ["demo", "--generator", "{missing}", "--mask-net", "{mask}",
+                                    "--e4e", "{e4e}"], "no such directory", None),
+    ]
+
+
 ROW_BUILDERS = [convert_rows, generate_rows, reenact_rows, invert_rows, train_rows,
-                evaluate_rows, export_rows, compare_rows, dataset_rows]
+                evaluate_rows, export_rows, compare_rows, dataset_rows, demo_rows]
 ROWS = [row for build in ROW_BUILDERS for row in build()]
 
 
