@@ -34,20 +34,20 @@ def run(config_name: str, batch: int, dtype: str):
     optimizer = state_lib.make_optimizer(config.learning_rate, config.weight_decay)
     state = loop.initial_state(nets, config, optimizer, mesh)
     codes = loop.host_batch(state.key, 0, config, nets.generator.style_dim)
-    grad_fn = jax.jit(jax.value_and_grad(
-        lambda p, b: objective.loss_fn(p, frozen, b, nets, config), has_aux=True))
+    grad_fn = jax.jit(jax.value_and_grad(  # frozen is an argument: constants compile slowly
+        lambda p, f, b: objective.loss_fn(p, f, b, nets, config), has_aux=True))
     start = time.perf_counter()
-    (loss, metrics), grads = jax.device_get(grad_fn(state.params, codes))
+    (loss, metrics), grads = jax.device_get(grad_fn(state.params, frozen, codes))
     seconds = time.perf_counter() - start
     gen, gvars = nets.generator, frozen["generator"]
 
     @jax.jit
-    def images(z):
-        wplus = method.encode_wplus(gen, gvars, z, "z", config.truncation,
-                                    frozen["truncation_latent"])
+    def images(gvars, latent, z):
+        wplus = method.encode_wplus(gen, gvars, z, "z", config.truncation, latent)
         return method.synthesize(gen, gvars, method.style_codes(gen, gvars, wplus), wplus)
 
-    pictures = np.asarray(jax.device_get(images(codes["z_source"])), np.float32)
+    pictures = np.asarray(jax.device_get(images(gvars, frozen["truncation_latent"],
+                                                codes["z_source"])), np.float32)
     flat = np.concatenate([np.ravel(g) for g in jax.tree_util.tree_leaves(grads)])
     return dict(loss=float(loss), metrics={k: float(v) for k, v in metrics.items()}, grads=flat,
                 images=pictures, seconds=seconds)

@@ -41,12 +41,21 @@ def parse_spec(text: str) -> dict:
                 dtype=dtype)
 
 
+# LLVM code generation without its expensive optimisations: buffer assignment (hence every
+# memory figure) is decided on the HLO before code generation, so only compile time and the
+# generated code's speed change. Not for --time.
+FAST_COMPILE = "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true"
+
+
 def worker(spec: dict) -> dict:
+    flags = [os.environ.get("XLA_FLAGS", "")]
     if spec["devices"] > 1:
-        if "jax" in sys.modules:
-            raise RuntimeError("XLA_FLAGS must be set before jax is imported")
-        os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_"
-                                   f"device_count={spec['devices']}").strip()
+        flags.append(f"--xla_force_host_platform_device_count={spec['devices']}")
+    if spec.get("fast_compile"):
+        flags.append(FAST_COMPILE)
+    if "jax" in sys.modules:
+        raise RuntimeError("XLA_FLAGS must be set before jax is imported")
+    os.environ["XLA_FLAGS"] = " ".join(f for f in flags if f)
     import jax
     from benchmarks.train_step import full_size_config, random_flame_model
     from stylemask_jax.training import loop, networks, state as state_lib
@@ -66,6 +75,11 @@ def worker(spec: dict) -> dict:
     compiled = step.lower(state, frozen, batch).compile()
     out = dict(compile_s=time.perf_counter() - start, devices=jax.device_count(),
                **harness.xla_memory(compiled))
+    cost = compiled.cost_analysis()
+    cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+    # XLA's operation count of the compiled step (a while loop's body is counted once: only
+    # comparable between configurations without micro-batching)
+    out["flops"] = float((cost or {}).get("flops", 0.0))
     if spec.get("time"):
         holder = {"state": state}
 
@@ -93,19 +107,22 @@ def report(results: dict) -> str:
         common = [s["batch"], s["devices"], per_device, s["remat"], s["microbatch"] or "off",
                   s["dtype"]]
         if "error" in r:
-            rows.append(common + ["-"] * 7 + [r["error"]])
+            rows.append(common + ["-"] * 8 + [r["error"]])
             continue
         timed = "median_s" in r
         rows.append(common + [gib(r["xla_args"]), gib(r["xla_out"]), gib(r["xla_temp"]),
                               gib(r["xla_total"]), harness.fmt(r["compile_s"], ".0f"),
                               harness.fmt(r.get("median_s"), ".1f") if timed else "-",
-                              harness.fmt(r.get("cpu_s"), ".1f") if timed else "-", ""])
+                              harness.fmt(r.get("cpu_s"), ".1f") if timed else "-",
+                              f"{r['flops'] / 1e12:.2f}" if r.get("flops") else "-", ""])
     out.append(harness.markdown_table(
         ["global batch", "devices", "per device", "remat", "microbatch", "dtype", "args GiB",
-         "out GiB", "temp GiB", "total GiB", "compile s", "step s", "step CPU s", "note"], rows))
+         "out GiB", "temp GiB", "total GiB", "compile s", "step s", "step CPU s", "XLA TFLOP",
+         "note"], rows))
     out += ["", "total = args + out + temp - donated (the state is donated); per device. step s / "
                 "CPU s: one timed step after one warm-up step (wall / process CPU time), only "
-                "with --time."]
+                "with --time. XLA TFLOP: cost_analysis() of the compiled step (a micro-batch loop's body is "
+                "counted once, so compare it only between rows without micro-batching)."]
     return "\n".join(out)
 
 
@@ -116,22 +133,29 @@ def main(argv=None):
     parser.add_argument("--only", type=lambda t: t.split(","), default=list(DEFAULT),
                         help="comma-separated GLOBAL_BATCH:DEVICES:REMAT:MICROBATCH:DTYPE")
     parser.add_argument("--time", action="store_true", help="also time one step of each")
+    parser.add_argument("--fast-compile", action="store_true",
+                        help=f"compile with XLA_FLAGS {FAST_COMPILE} (the same memory figures, "
+                             "faster compiles; not with --time)")
     parser.add_argument("--config", choices=("ffhq1024", "tiny"), default="ffhq1024",
                         help="configs/NAME.py (tiny: a quick check of this script)")
     parser.add_argument("--timeout", type=float, default=1800, help="seconds per configuration")
     parser.add_argument("--out", help="also write the table to this file")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.time and args.fast_compile:
+        parser.error("--fast-compile generates slower code: do not combine it with --time")
     if args.worker:
         import json
         harness.emit(worker(json.loads(args.worker)))
         return
     results = {}
     for text in args.only:
-        spec = dict(parse_spec(text), time=args.time, config=args.config)
+        spec = dict(parse_spec(text), time=args.time, config=args.config,
+                    fast_compile=args.fast_compile)
         results[text] = harness.run_worker(MODULE, spec, args.timeout)
         print(f"  {text}: {results[text]}", file=sys.stderr, flush=True)
-    table = report(results)
+    table = report(results) + ("\n(compiled with --fast-compile: XLA_FLAGS " + FAST_COMPILE + ")"
+                               if args.fast_compile else "")
     print(table)
     if args.out:
         with open(args.out, "w") as f:

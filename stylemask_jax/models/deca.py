@@ -121,7 +121,7 @@ class ResNetTrunk(nn.Module):
             for i in range(count):
                 stride = 2 if (stage > 0 and i == 0) else 1
                 x = block(planes, stride=stride, downsample=(i == 0), dtype=self.dtype,
-                               precision=self.precision, name=f"layer{stage + 1}_{i}")(x)
+                          precision=self.precision, name=f"layer{stage + 1}_{i}")(x)
         if x.shape[1:3] != (7, 7):
             # The reference pools with a fixed 7x7 window and flattens: only 224 inputs work.
             raise ValueError(f"ResNetTrunk: expected {INPUT_SIZE}x{INPUT_SIZE} inputs (a 7x7 final "

@@ -65,12 +65,13 @@ def accumulate(value_and_grad: Callable, params, batch: dict, chunks: int, mesh)
     chunk_sharding = NamedSharding(mesh, P("data"))
     first = jax.tree_util.tree_map(lambda x: x[0], stacked)
     shapes = jax.eval_shape(value_and_grad, params, first)
-    zeros = jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
+    wide = lambda d: jnp.float32 if jnp.issubdtype(d, jnp.floating) else d  # noqa: E731
+    zeros = jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, wide(s.dtype)), shapes)
 
     def body(total, chunk):
         chunk = jax.lax.with_sharding_constraint(chunk, chunk_sharding)
         out = value_and_grad(params, chunk)
-        return jax.tree_util.tree_map(jnp.add, total, out), None
+        return jax.tree_util.tree_map(lambda t, o: t + o.astype(t.dtype), total, out), None
 
     total, _ = jax.lax.scan(body, zeros, stacked)
     return jax.tree_util.tree_map(lambda t: t / chunks, total)
