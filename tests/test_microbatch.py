@@ -4,8 +4,8 @@ Tiny config (random networks), global batch 4 on one device. The chunked step su
 gradients of chunk means in another order than the unchunked step's batch mean, so results
 agree up to float32 rounding, not bit for bit. Tolerances: the loss and metrics (values ~1 to
 50) and gradients are compared with rtol 1e-5 (float32 epsilon is 1.2e-7; sums over the batch
-and the networks' reductions in another order measured up to ~1e-6 relative; the loss of
-microbatch 2 was bit-identical, 47.492630); the updated parameters with atol 1e-6. The first
+in another order, a few ulps per reduction; the loss of microbatch 2 was bit-identical,
+47.492630); the updated parameters with atol 1e-6. The first
 Adam step moves each parameter by lr * g / (|g| + eps) with lr = 1e-2, so a relative rounding
 error d of one gradient entry changes its update by at most lr * d: entries that are sums with
 cancellation carry d ~ 1e-5 to 1e-4, hence up to ~1e-6 (measured: 7.3e-7 for microbatch 2),
