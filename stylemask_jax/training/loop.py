@@ -17,7 +17,8 @@ from tqdm.auto import tqdm
 
 from stylemask_jax.errors import UserInputError
 from stylemask_jax.sharding import data_mesh, data_sharding, replicated
-from stylemask_jax.training import checkpoints, evaluation, networks, objective, state as state_lib
+from stylemask_jax.training import checkpoints, evaluation, microbatch, networks, objective
+from stylemask_jax.training import state as state_lib
 from stylemask_jax.training.logs import MetricWriter, format_metrics, non_finite
 
 
@@ -40,11 +41,18 @@ def global_batch(batch: dict, mesh) -> dict:
 
 
 def make_train_step(nets: networks.Networks, config, optimizer, mesh):
-    """jit(state, frozen, batch) -> (state, metrics); the state buffer is donated."""
+    """jit(state, frozen, batch) -> (state, metrics); the state buffer is donated.
+
+    With `config.microbatch` > 0 the loss and gradients are accumulated over micro-batches
+    (training/microbatch.py) before the one optimizer update."""
+    chunks = microbatch.num_chunks(config, mesh.size)
+
     def train_step(state, frozen, batch):
         key = state_lib.step_key(state.key, state.step)
         grad_fn = jax.value_and_grad(objective.loss_fn, has_aux=True)
-        (loss, metrics), grads = grad_fn(state.params, frozen, batch, nets, config, key)
+        (loss, metrics), grads = microbatch.accumulate(
+            lambda params, chunk: grad_fn(params, frozen, chunk, nets, config, key),
+            state.params, batch, chunks, mesh)
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
         params = jax.tree_util.tree_map(lambda p, u: p + u, state.params, updates)
         finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(p)) for p in jax.tree_util.tree_leaves(params)]))
@@ -67,6 +75,7 @@ def check_config(config, mesh) -> None:
     if config.batch_size % jax.process_count():
         raise UserInputError(f"--config.batch_size={config.batch_size} must split evenly over "
                              f"the {jax.process_count()} hosts")
+    microbatch.num_chunks(config, n)  # validates --config.microbatch
     for name in ("num_steps", "checkpoint_every", "eval_every"):
         if int(config[name]) < 0:
             raise UserInputError(f"--config.{name} must be >= 0, got {config[name]}")
