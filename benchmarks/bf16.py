@@ -24,15 +24,16 @@ def run(config_name: str, batch: int, dtype: str):
     import numpy as np
     from benchmarks.train_step import full_size_config, random_flame_model
     from stylemask_jax import reenact as method
+    from stylemask_jax.sharding import data_mesh
     from stylemask_jax.training import loop, networks, objective, state as state_lib
 
     config = full_size_config(batch, True, config_name)
     config.compute_dtype = dtype
-    mesh = loop.make_mesh(1)
+    mesh = data_mesh(1)
     nets, frozen = networks.build_networks(config)
     frozen = dict(frozen, flame=random_flame_model(config))
     optimizer = state_lib.make_optimizer(config.learning_rate, config.weight_decay)
-    state = loop.initial_state(nets, config, optimizer, mesh)
+    state = state_lib.initial_state(nets, config, optimizer, mesh)
     codes = loop.host_batch(state.key, 0, config, nets.generator.style_dim)
     grad_fn = jax.jit(jax.value_and_grad(  # frozen is an argument: constants compile slowly
         lambda p, f, b: objective.loss_fn(p, f, b, nets, config), has_aux=True))

@@ -58,17 +58,18 @@ def worker(spec: dict) -> dict:
     os.environ["XLA_FLAGS"] = " ".join(f for f in flags if f)
     import jax
     from benchmarks.train_step import full_size_config, random_flame_model
+    from stylemask_jax.sharding import data_mesh
     from stylemask_jax.training import loop, networks, state as state_lib
 
     config = full_size_config(spec["batch"], False, spec.get("config", "ffhq1024"))
     config.remat, config.microbatch = spec["remat"], spec["microbatch"]
     config.compute_dtype = spec["dtype"]
-    mesh = loop.make_mesh()
+    mesh = data_mesh()
     loop.check_config(config, mesh)
     nets, frozen = networks.build_networks(config)
     frozen = dict(frozen, flame=random_flame_model(config))
     optimizer = state_lib.make_optimizer(config.learning_rate, config.weight_decay)
-    state = loop.initial_state(nets, config, optimizer, mesh)
+    state = state_lib.initial_state(nets, config, optimizer, mesh)
     batch = loop.global_batch(loop.host_batch(state.key, 0, config, nets.generator.style_dim), mesh)
     step = loop.make_train_step(nets, config, optimizer, mesh)
     start = time.perf_counter()

@@ -9,7 +9,12 @@ in another order, a few ulps per reduction; the loss of microbatch 2 was bit-ide
 Adam step moves each parameter by lr * g / (|g| + eps) with lr = 1e-2, so a relative rounding
 error d of one gradient entry changes its update by at most lr * d: entries that are sums with
 cancellation carry d ~ 1e-5 to 1e-4, hence up to ~1e-6 (measured: 7.3e-7 for microbatch 2),
-far above the parameters' own float32 spacing (~1e-9 at values ~0.01).
+far above the parameters' own float32 spacing (~1e-9 at values ~0.01). Microbatch 1 (4 chunks
+of one sample) measured a max of 3.77e-5 in one leaf (the other leaves <= 9.3e-7): an entry whose
+batch gradient nearly cancels between samples has a relative rounding error of ~4e-3, and for
+|g| near Adam's eps the update lr * g / (|g| + eps) is not sign-like. So, as in
+test_training.test_four_devices_match_one_device: max <= 1e-3 and 99% of the parameters within
+1e-6.
 """
 
 import jax
@@ -18,6 +23,7 @@ import pytest
 
 import configs.tiny
 from stylemask_jax.errors import UserInputError
+from stylemask_jax.sharding import data_mesh
 from stylemask_jax.training import loop, microbatch, networks, objective
 from stylemask_jax.training import state as state_lib
 from stylemask_jax.training.config_overrides import apply_overrides
@@ -33,11 +39,11 @@ def tiny_config(**overrides):
 def one_step(**overrides):
     """(loss/metrics dict, updated params) of the first training step of the tiny config."""
     config = tiny_config(batch_size=BATCH, **overrides)
-    mesh = loop.make_mesh()
+    mesh = data_mesh()
     loop.check_config(config, mesh)
     nets, frozen = networks.build_networks(config)
     optimizer = state_lib.make_optimizer(config.learning_rate, config.weight_decay)
-    state = loop.initial_state(nets, config, optimizer, mesh)
+    state = state_lib.initial_state(nets, config, optimizer, mesh)
     batch = loop.global_batch(loop.host_batch(state.key, 0, config, nets.generator.style_dim), mesh)
     state, metrics = loop.make_train_step(nets, config, optimizer, mesh)(state, frozen, batch)
     return jax.device_get(metrics), jax.device_get(state.params)
@@ -46,10 +52,10 @@ def one_step(**overrides):
 def gradients(**overrides):
     """(loss, metrics, gradients) of objective.loss_fn on the first step's batch."""
     config = tiny_config(batch_size=BATCH, **overrides)
-    mesh = loop.make_mesh()
+    mesh = data_mesh()
     nets, frozen = networks.build_networks(config)
     optimizer = state_lib.make_optimizer(config.learning_rate, config.weight_decay)
-    state = loop.initial_state(nets, config, optimizer, mesh)
+    state = state_lib.initial_state(nets, config, optimizer, mesh)
     batch = loop.global_batch(loop.host_batch(state.key, 0, config, nets.generator.style_dim), mesh)
     grad_fn = jax.jit(jax.value_and_grad(  # frozen is an argument: constants compile slowly
         lambda p, f, b: objective.loss_fn(p, f, b, nets, config), has_aux=True))
@@ -73,11 +79,12 @@ def test_microbatched_step_matches_the_unchunked_step(unchunked, micro):
     metrics, params = one_step(microbatch=micro)
     want_metrics, want_params = unchunked
     assert_metrics_close(metrics, want_metrics)
-    diffs = [float(np.max(np.abs(a - b))) for a, b in zip(jax.tree_util.tree_leaves(params),
-                                                          jax.tree_util.tree_leaves(want_params))]
+    diff = np.concatenate([np.ravel(np.abs(a - b)) for a, b in zip(
+        jax.tree_util.tree_leaves(params), jax.tree_util.tree_leaves(want_params))])
     print(f"microbatch {micro}: loss {metrics['loss']:.6f} vs {want_metrics['loss']:.6f}, "
-          f"max |param diff| {max(diffs):.2e}")
-    assert max(diffs) < 1e-6
+          f"max |param diff| {diff.max():.2e}, {(diff > 1e-6).sum()} of {diff.size} above 1e-6")
+    assert diff.max() <= 1e-3  # a chunking bug moves most parameters by ~lr = 1e-2
+    assert (diff <= 1e-6).mean() >= 0.99
 
 
 def test_remat_gives_the_same_gradients():
@@ -93,7 +100,7 @@ def test_remat_gives_the_same_gradients():
 
 
 def test_microbatch_must_divide_the_per_device_batch():
-    mesh = loop.make_mesh(1)
+    mesh = data_mesh(1)
     with pytest.raises(UserInputError, match="--config.microbatch=3"):
         loop.check_config(tiny_config(batch_size=BATCH, microbatch=3), mesh)
     assert microbatch.num_chunks(tiny_config(batch_size=BATCH, microbatch=0), 1) == 1
