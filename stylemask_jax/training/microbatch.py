@@ -21,9 +21,8 @@ from typing import Callable
 
 import jax
 import jax.numpy as jnp
-from jax.sharding import NamedSharding, PartitionSpec as P
-
 from stylemask_jax.errors import UserInputError
+from stylemask_jax.sharding import data_sharding, stacked_data_sharding
 
 
 def num_chunks(config, num_devices: int) -> int:
@@ -48,7 +47,7 @@ def split_chunks(batch: dict, chunks: int, mesh) -> dict:
         m = x.shape[0] // devices // chunks
         x = jnp.swapaxes(x.reshape((devices, chunks, m) + x.shape[1:]), 0, 1)
         x = x.reshape((chunks, devices * m) + x.shape[3:])
-        return jax.lax.with_sharding_constraint(x, NamedSharding(mesh, P(None, "data")))
+        return jax.lax.with_sharding_constraint(x, stacked_data_sharding(mesh))
 
     return jax.tree_util.tree_map(split, batch)
 
@@ -62,7 +61,7 @@ def accumulate(value_and_grad: Callable, params, batch: dict, chunks: int, mesh)
     if chunks == 1:
         return value_and_grad(params, batch)
     stacked = split_chunks(batch, chunks, mesh)
-    chunk_sharding = NamedSharding(mesh, P("data"))
+    chunk_sharding = data_sharding(mesh)
     first = jax.tree_util.tree_map(lambda x: x[0], stacked)
     shapes = jax.eval_shape(value_and_grad, params, first)
     wide = lambda d: jnp.float32 if jnp.issubdtype(d, jnp.floating) else d  # noqa: E731
