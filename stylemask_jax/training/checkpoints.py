@@ -1,8 +1,8 @@
 """The one Orbax wrapper for training runs: keep-last-N, resume from the latest, abstract restore.
 
 A checkpoint holds the whole TrainState (step, mask params, optimizer state, key). Restoring
-goes into an abstract target (jax.eval_shape of a fresh state) with the target's shardings, so
-resumed arrays land replicated on the current mesh.
+goes into an abstract target with the current mesh's (replicated) shardings, so a checkpoint
+written on any topology (2 processes x 2 devices, 1 device, ...) restores on any other.
 """
 
 from __future__ import annotations
@@ -43,11 +43,15 @@ def restore_latest(manager: ocp.CheckpointManager, target):
 def restore_state(workdir: str, nets, config, mesh=None):
     """(state, step) of WORKDIR's latest checkpoint, or (a fresh step-0 state, None) when there is
     none; restored replicated on `mesh` (default: every device)."""
-    from stylemask_jax.sharding import data_mesh
+    from stylemask_jax.sharding import data_mesh, replicated
     from stylemask_jax.training import state as state_lib
     mesh = data_mesh() if mesh is None else mesh
     optimizer = state_lib.make_optimizer(config.learning_rate, config.weight_decay)
-    target = jax.eval_shape(lambda: state_lib.initial_state(nets, config, optimizer, mesh))
+    # The current mesh's sharding on every leaf: without one Orbax would reuse the saved
+    # shardings, which name the devices of the topology that wrote the checkpoint.
+    target = jax.tree_util.tree_map(
+        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=replicated(mesh)),
+        jax.eval_shape(lambda: state_lib.initial_state(nets, config, optimizer, mesh)))
     manager = make_manager(workdir)
     try:
         state, step = restore_latest(manager, target)
