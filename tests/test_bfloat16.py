@@ -2,9 +2,13 @@
 
 Parameters and optimizer state stay float32 in both; bfloat16 computes the frozen networks and
 the gradient path with an 8-bit mantissa (relative rounding 2^-9 = 2e-3 per operation), so the
-results agree only approximately. The thresholds below are set from the measured values (in the
-comments) with margin, and are the claim that bfloat16 training follows the float32 gradient
-direction: the full-size figures are in benchmarks/bf16.py.
+results agree only approximately. Measured (this test, batch 4, one CPU device, jax 0.10.2):
+loss 47.49263 (f32) vs 47.56123 (bf16), relative 1.4e-3; terms relative: shape 1.0e-4, eye
+2.9e-3, mouth 4.7e-3, identity 5.7e-3; gradients: relative L2 7.15e-2, cosine 0.99761. The test
+is deterministic (fixed seed and code), so the margins below (2x to 4x the measured values)
+only absorb XLA/CPU-kernel changes; a dtype bug (bfloat16 parameters, optimizer state or
+statistics) moves the loss and terms at the percent level. They are the claim that bfloat16
+training follows the float32 gradient direction; the full-size figures are in benchmarks/bf16.py.
 """
 
 import jax
@@ -31,7 +35,7 @@ def test_bfloat16_follows_float32():
     assert rel < MAX_REL, rel
 
 
-RTOL_LOSS = 1e-2
-RTOL_TERMS = 5e-2
-MIN_COSINE = 0.9
-MAX_REL = 0.5
+RTOL_LOSS = 5e-3     # measured 1.4e-3
+RTOL_TERMS = 2e-2    # measured at most 5.7e-3 (identity)
+MIN_COSINE = 0.99    # measured 0.99761 (1 - cosine 2.4e-3)
+MAX_REL = 0.15       # measured 7.15e-2
