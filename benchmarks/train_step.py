@@ -12,8 +12,9 @@ arrays in JAX and torch. The step: 3B frozen generator + DECA passes (source, ta
 target), 3B gradient-carrying reenactments through the mask network, generator, DECA (two passes)
 and ArcFace, the losses, backward, Adam with coupled weight decay.
 
-  jax        `stylemask_jax.training.loop.make_train_step` (jit, state donated), config.remat False
-  jax-remat  the same with config.remat True (generator/DECA/ArcFace activations recomputed)
+  jax        `stylemask_jax.training.loop.make_train_step` (jit, state donated), config.remat
+             "none", config.microbatch 0 (benchmarks/train_memory.py measures the other settings)
+  jax-remat  the same with config.remat "blocks" (activations recomputed per block)
   torch      stylemask_jax/reference/stylemask.py `Objective` (the same objective written with the
              torch references: grouped per-sample convs, conv_transpose + blur, kornia-style
              crop) in float32, `total.backward()` and torch.optim.Adam(lr 1e-4, weight_decay
@@ -44,7 +45,7 @@ def full_size_config(batch: int, remat: bool, name: str = "ffhq1024"):
     config = importlib.import_module(f"configs.{name}").get_config()
     for name in ("generator", "deca", "irse", "flame"):
         config.weights[name] = None
-    config.batch_size, config.remat = batch, remat
+    config.batch_size, config.remat, config.microbatch = batch, "blocks" if remat else "none", 0
     config.eval_every = 0
     return config
 

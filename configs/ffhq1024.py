@@ -37,7 +37,12 @@ def get_config() -> ml_collections.ConfigDict:
     config.deca_two_pass = True      # landmarks for the DECA crop from a first DECA+FLAME pass
     config.deca_fixed_box = [62.0, 100.0, 194.0, 232.0]  # first-pass box in the 256 image
     config.deca_box_size_range = [0.5, 2.0]  # second-pass box sizes outside this x fixed: fall back
-    config.remat = False             # recompute generator/DECA/ArcFace activations in backward
+    # Memory (benchmarks/train_memory.py): "blocks" recomputes the activations of every
+    # generator resolution / DECA bottleneck / IR-SE unit in the backward pass ("none": keep
+    # them; "blocks_dots": also keep small matmul results). microbatch: per-device chunk size of
+    # gradient accumulation (0 = off; it must divide batch_size / devices).
+    config.remat = "blocks"
+    config.microbatch = 1
     config.compute_dtype = "float32"  # or "bfloat16" (parameters and statistics stay float32)
     config.num_devices = 0           # 0 = every device of every host
     config.multihost = False         # call jax.distributed.initialize() first (TPU pods, multi-node)

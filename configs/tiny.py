@@ -31,6 +31,8 @@ def get_config() -> ml_collections.ConfigDict:
     config.random_deca_widths = [8, 16, 32, 64]
     config.random_irse_units = [1, 1, 1, 1]
     config.batch_size = 2
+    config.remat = "none"            # tests compare "blocks" and micro-batching against this
+    config.microbatch = 0
     config.num_steps = 30
     config.learning_rate = 1e-2      # the paper uses 1e-4; larger so tiny runs learn in 30 steps
     config.log_every = 1

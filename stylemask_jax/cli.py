@@ -172,16 +172,29 @@ def _add_train(p):
                    "or a path to a .py file with get_config()")
     p.add_argument("--workdir", required=True, help="checkpoints, logs and evaluation images go "
                    "here; an existing workdir is resumed from its latest checkpoint")
+    hosts = p.add_argument_group(
+        "several processes (default: the environment variables named; with none of the three "
+        "and --config.multihost=True the cluster is auto-detected: TPU, Slurm, MPI, Kubernetes)")
+    hosts.add_argument("--coordinator", metavar="HOST:PORT", default=None,
+                       help="address of process 0's coordinator (JAX_COORDINATOR_ADDRESS)")
+    hosts.add_argument("--num-processes", type=int, default=None, metavar="N",
+                       help="number of processes (JAX_NUM_PROCESSES)")
+    hosts.add_argument("--process-id", type=int, default=None, metavar="I",
+                       help="this process, 0 .. N-1 (JAX_PROCESS_ID)")
     p.epilog = ("Override any config field after the options, e.g. --config.batch_size=4 "
-                "--config.weights.generator=weights/stylegan2 --config.remat=True.")
+                "--config.weights.generator=weights/stylegan2 --config.remat=blocks.")
     p.set_defaults(accepts_overrides=True)
 
 
 def _run_train(args):
     from configs import load_config
+    from stylemask_jax import distributed
     from stylemask_jax.training.config_overrides import apply_overrides
     from stylemask_jax.training.loop import train
-    metrics = train(apply_overrides(load_config(args.config), args.overrides), args.workdir)
+    config = apply_overrides(load_config(args.config), args.overrides)
+    distributed.start(args.coordinator, args.num_processes, args.process_id,
+                      auto=bool(config.get("multihost", False)))
+    metrics = train(config, args.workdir)
     print("final: " + _json_line(metrics))
 
 

@@ -37,6 +37,11 @@ def data_sharding(mesh: jax.sharding.Mesh) -> NamedSharding:
     return NamedSharding(mesh, P(DATA_AXIS))
 
 
+def stacked_data_sharding(mesh: jax.sharding.Mesh) -> NamedSharding:
+    """(K, B, ...) stacks of batches (micro-batches): the second (batch) axis split on 'data'."""
+    return NamedSharding(mesh, P(None, DATA_AXIS))
+
+
 def replicated(mesh: jax.sharding.Mesh) -> NamedSharding:
     """A full copy on every device of the mesh."""
     return NamedSharding(mesh, P())

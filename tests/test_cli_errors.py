@@ -205,7 +205,7 @@ def invert_rows():
     def invert(*images, out="{out}", e4e="{e4e}", extra=()):
         return ["invert", *images, "--e4e", e4e, "--out", out, *extra]
     return [
-        ("invert-missing-image", invert("{missing}.png"), "no such image", "{out}"),
+        ("invert-missing-image", invert("{missing}.png"), "no such", "{out}"),
         ("invert-truncated-png", invert("{png_trunc}"), "face_truncated.png", "{out}"),
         ("invert-small-image", invert("{png_small}"), "64x64", "{out}"),
         ("invert-text-image", invert("{text}"), "cannot read image", "{out}"),

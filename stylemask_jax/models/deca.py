@@ -34,6 +34,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from stylemask_jax.models.remat import remat_module
+
 RESNET50_BLOCKS = (3, 4, 6, 3)
 STAGE_WIDTHS = (64, 128, 256, 512)
 EXPANSION = 4
@@ -94,12 +96,15 @@ class Bottleneck(nn.Module):
 
 
 class ResNetTrunk(nn.Module):
-    """The ResNet-50 feature extractor: (B, 224, 224, 3) -> (B, 2048) float32."""
+    """The ResNet-50 feature extractor: (B, 224, 224, 3) -> (B, 2048) float32.
+
+    `remat` (models/remat.py): "blocks" checkpoints every bottleneck block."""
 
     blocks: Sequence[int] = RESNET50_BLOCKS
     widths: Sequence[int] = STAGE_WIDTHS
     dtype: Any = jnp.float32
     precision: Any = None
+    remat: str = "none"
 
     @nn.compact
     def __call__(self, images: jax.Array) -> jax.Array:
@@ -111,11 +116,12 @@ class ResNetTrunk(nn.Module):
                     name="conv1")(x)
         x = nn.relu(_batchnorm("bn1", self.dtype)(x))
         x = nn.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
+        block = remat_module(Bottleneck, self.remat)
         for stage, (count, planes) in enumerate(zip(self.blocks, self.widths)):
             for i in range(count):
                 stride = 2 if (stage > 0 and i == 0) else 1
-                x = Bottleneck(planes, stride=stride, downsample=(i == 0), dtype=self.dtype,
-                               precision=self.precision, name=f"layer{stage + 1}_{i}")(x)
+                x = block(planes, stride=stride, downsample=(i == 0), dtype=self.dtype,
+                          precision=self.precision, name=f"layer{stage + 1}_{i}")(x)
         if x.shape[1:3] != (7, 7):
             # The reference pools with a fixed 7x7 window and flattens: only 224 inputs work.
             raise ValueError(f"ResNetTrunk: expected {INPUT_SIZE}x{INPUT_SIZE} inputs (a 7x7 final "
@@ -133,6 +139,7 @@ class DecaEncoder(nn.Module):
       dtype: compute dtype (e.g. jnp.bfloat16); parameters, BatchNorm statistics, the average
         pool and the outputs stay float32.
       precision: passed to every conv/dense (None = JAX's default for the backend).
+      remat: "none", "blocks" or "blocks_dots" (models/remat.py): checkpoint every bottleneck.
 
     `apply(variables, images)` returns the code; `apply(..., method=DecaEncoder.features)`
     the (B, 2048) trunk features.
@@ -142,10 +149,11 @@ class DecaEncoder(nn.Module):
     widths: Sequence[int] = STAGE_WIDTHS
     dtype: Any = jnp.float32
     precision: Any = None
+    remat: str = "none"
 
     def setup(self):
         self.trunk = ResNetTrunk(tuple(self.blocks), tuple(self.widths), dtype=self.dtype,
-                                 precision=self.precision)
+                                 precision=self.precision, remat=self.remat)
         dense = lambda n: nn.Dense(n, dtype=self.dtype, param_dtype=jnp.float32,  # noqa: E731
                                    precision=self.precision)
         self.fc1 = dense(1024)

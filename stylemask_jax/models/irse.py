@@ -35,6 +35,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from stylemask_jax.models.remat import remat_module
 from stylemask_jax.ops.matrix_resize import adaptive_avg_pool2d
 
 STAGE_WIDTHS = (64, 128, 256, 512)
@@ -110,10 +111,12 @@ class IRSEBody(nn.Module):
 
     x: (B, H, W, 3) -> list of the four stage outputs, (B, H/2^k, W/2^k, STAGE_WIDTHS[k-1]) for
     k = 1..4. Units are named `body_{n}`, numbered through all stages as in PyTorch.
+    `remat` (models/remat.py): "blocks" checkpoints every unit.
     """
 
     units: Sequence[int] = UNITS_BY_DEPTH[50]
     dtype: Any = jnp.float32
+    remat: str = "none"
 
     @nn.compact
     def __call__(self, x):
@@ -124,9 +127,10 @@ class IRSEBody(nn.Module):
         x = batch_norm("input_bn", dt)(x)
         x = PReLU(dt, name="input_prelu")(x)
         outputs, n = [], 0
+        unit = remat_module(IRSEUnit, self.remat)
         for width, count in zip(STAGE_WIDTHS, self.units):
             for j in range(count):
-                x = IRSEUnit(width, 2 if j == 0 else 1, dt, name=f"body_{n}")(x)
+                x = unit(width, 2 if j == 0 else 1, dt, name=f"body_{n}")(x)
                 n += 1
             outputs.append(x)
         return outputs
@@ -135,17 +139,19 @@ class IRSEBody(nn.Module):
 class IRSE(nn.Module):
     """The ArcFace embedding network. x: (B, 112, 112, 3) -> (B, 512) float32, unit L2 norm.
 
-    The input is what `arcface_input` produces (values roughly in [-1, 1]).
+    The input is what `arcface_input` produces (values roughly in [-1, 1]). `remat`
+    (models/remat.py) checkpoints every unit of the body.
     """
 
     units: Sequence[int] = UNITS_BY_DEPTH[50]
     embedding_dim: int = 512
     dtype: Any = jnp.float32
+    remat: str = "none"
 
     @nn.compact
     def __call__(self, x):
         dt = self.dtype
-        x = IRSEBody(self.units, dt, name="body")(x)[-1]
+        x = IRSEBody(self.units, dt, self.remat, name="body")(x)[-1]
         x = batch_norm("output_bn", dt)(x)
         x = x.reshape(x.shape[0], -1)  # (H, W, C) flatten; the converter permutes the weight
         x = nn.Dense(self.embedding_dim, dtype=dt, name="output_dense")(x)

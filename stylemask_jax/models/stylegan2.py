@@ -35,6 +35,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from stylemask_jax.models.remat import remat_function
 from stylemask_jax.models.stylegan2_layers import (MappingNetwork, StyledConv, ToRGB,
                                                    noise_shapes, style_layer_channels)
 from stylemask_jax.ops.matrix_resize import adaptive_avg_pool2d
@@ -49,6 +50,7 @@ class Generator(nn.Module):
     channels: tuple = ()
     blur_kernel: tuple = (1, 3, 3, 1)
     dtype: Any = jnp.float32
+    remat: str = "none"  # models/remat.py: "blocks" checkpoints every synthesis resolution
 
     @classmethod
     def from_arch(cls, arch: dict, dtype=jnp.float32) -> "Generator":
@@ -148,14 +150,22 @@ class Generator(nn.Module):
             raise ValueError(f"synthesize: expected {self.num_layers} noise maps, got {len(noise)}")
         batch = wplus.shape[0]
         rgb_styles = self.rgb_styles(wplus)
+        block = remat_function(Generator._synthesis_block, self.remat, static_argnums=(1,))
         x = jnp.broadcast_to(self.const, (batch,) + self.const.shape[1:]).astype(self.dtype)
-        x = self.conv[0](x, styles[0], noise[0])
-        skip = self.to_rgb[0](x, rgb_styles[0])
+        x, skip = block(self, 0, x, None, styles[:1], noise[:1], rgb_styles[0])
         for k in range(1, len(self.to_rgb)):
-            x = self.conv[2 * k - 1](x, styles[2 * k - 1], noise[2 * k - 1])
-            x = self.conv[2 * k](x, styles[2 * k], noise[2 * k])
-            skip = self.to_rgb[k](x, rgb_styles[k], skip)
+            layers = slice(2 * k - 1, 2 * k + 1)
+            x, skip = block(self, k, x, skip, styles[layers], noise[layers], rgb_styles[k])
         return skip
+
+    def _synthesis_block(self, k: int, x, skip, styles, noise, rgb_style):
+        """Resolution k of the synthesis (the unit of `remat`): (x, skip) -> (x, skip).
+
+        k = 0: conv_0 on the constant, to_rgb_0. k >= 1: the up-sampling conv_{2k-1}, conv_{2k}
+        and to_rgb_k, which adds the up-sampled skip (B, 2^(k+1), 2^(k+1), 3)."""
+        for layer, (style, n) in enumerate(zip(styles, noise)):
+            x = self.conv[max(0, 2 * k - 1) + layer](x, style, n)
+        return x, self.to_rgb[k](x, rgb_style, skip)
 
     def __call__(self, codes: jnp.ndarray, input_type: str = "z", truncation: float = 1.0,
                  truncation_latent: jnp.ndarray | None = None,

@@ -5,8 +5,8 @@ deleted, and the next older step is restored; a checkpoint of another config (ot
 shapes) is a CheckpointError naming the first differing parameter.
 
 A checkpoint holds the whole TrainState (step, mask params, optimizer state, key). Restoring
-goes into an abstract target (jax.eval_shape of a fresh state) with the target's shardings, so
-resumed arrays land replicated on the current mesh.
+goes into an abstract target with the current mesh's (replicated) shardings, so a checkpoint
+written on any topology (2 processes x 2 devices, 1 device, ...) restores on any other.
 """
 
 from __future__ import annotations
@@ -142,11 +142,15 @@ def restore_state(workdir: str, nets, config, mesh=None, step: int | None = None
     """(state, step) of WORKDIR's newest restorable checkpoint (or of `step`), or (a fresh
     step-0 state, None) when there is none; restored replicated on `mesh` (default: every
     device). Does not create WORKDIR/checkpoints."""
-    from stylemask_jax.sharding import data_mesh
+    from stylemask_jax.sharding import data_mesh, replicated
     from stylemask_jax.training import state as state_lib
     mesh = data_mesh() if mesh is None else mesh
     optimizer = state_lib.make_optimizer(config.learning_rate, config.weight_decay)
-    target = jax.eval_shape(lambda: state_lib.initial_state(nets, config, optimizer, mesh))
+    # The current mesh's sharding on every leaf: without one Orbax would reuse the saved
+    # shardings, which name the devices of the topology that wrote the checkpoint.
+    target = jax.tree_util.tree_map(
+        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=replicated(mesh)),
+        jax.eval_shape(lambda: state_lib.initial_state(nets, config, optimizer, mesh)))
     if os.path.isdir(checkpoint_dir(workdir)):
         manager = make_manager(workdir, create=False)
         try:

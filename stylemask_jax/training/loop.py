@@ -1,9 +1,11 @@
 """`train(config, workdir)`: the training loop around one jitted, data-parallel step.
 
 Mesh over every device of every host (`sharding.data_mesh`, axis 'data'); the global batch of
-random codes is sharded on 'data', the state and the frozen networks are replicated. Each host
-draws its share of the batch from fold_in(fold_in(key, step), process_index), so a resumed run
-sees exactly the batches an uninterrupted run would have seen.
+random codes is sharded on 'data', the state and the frozen networks are replicated. The whole
+global batch is drawn from the step key alone (every host draws it and keeps its devices' rows),
+so the data depend neither on the number of processes or devices nor on where a run resumed.
+Only process 0 writes config.json, metrics, TensorBoard events and evaluation images; every
+process takes part in the (Orbax) checkpoint saves.
 """
 
 from __future__ import annotations
@@ -15,10 +17,12 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm.auto import tqdm
 
+from stylemask_jax import distributed
 from stylemask_jax.errors import UserInputError
 from stylemask_jax.outputs import check_output_dir
 from stylemask_jax.sharding import data_mesh, data_sharding, replicated
-from stylemask_jax.training import checkpoints, evaluation, networks, objective, state as state_lib
+from stylemask_jax.training import checkpoints, evaluation, microbatch, networks, objective
+from stylemask_jax.training import state as state_lib
 from stylemask_jax.training.config_checks import validate_config
 from stylemask_jax.training.logs import MetricWriter, format_metrics, non_finite
 
@@ -28,25 +32,34 @@ class NonFiniteLossError(RuntimeError):
 
 
 def host_batch(state_key, step: int, config, style_dim: int) -> dict:
-    """This host's share of the random codes of `step`: {'z_source','z_target','z_cycle'}."""
-    local = config.batch_size // jax.process_count()
-    key = state_lib.step_key(state_key, step, jax.process_index())
+    """The random codes of `step`, {'z_source','z_target','z_cycle'} each (batch_size, style_dim)
+    float32 numpy: the whole global batch, from the step key alone (the same on every host)."""
+    key = state_lib.step_key(state_key, step)
     k1, k2, k3 = jax.random.split(key, 3)
-    normal = lambda k: np.asarray(jax.random.normal(k, (local, style_dim), jnp.float32))  # noqa: E731
+    normal = lambda k: np.asarray(jax.random.normal(k, (config.batch_size, style_dim), jnp.float32))  # noqa: E731
     return {"z_source": normal(k1), "z_target": normal(k2), "z_cycle": normal(k3)}
 
 
 def global_batch(batch: dict, mesh) -> dict:
+    """The global batch as arrays sharded on 'data'; each host places only its devices' rows."""
     sharding = data_sharding(mesh)
-    return {k: jax.make_array_from_process_local_data(sharding, v) for k, v in batch.items()}
+    return {k: jax.make_array_from_callback(v.shape, sharding, lambda index, v=v: v[index])
+            for k, v in batch.items()}
 
 
 def make_train_step(nets: networks.Networks, config, optimizer, mesh):
-    """jit(state, frozen, batch) -> (state, metrics); the state buffer is donated."""
+    """jit(state, frozen, batch) -> (state, metrics); the state buffer is donated.
+
+    With `config.microbatch` > 0 the loss and gradients are accumulated over micro-batches
+    (training/microbatch.py) before the one optimizer update."""
+    chunks = microbatch.num_chunks(config, mesh.size)
+
     def train_step(state, frozen, batch):
         key = state_lib.step_key(state.key, state.step)
         grad_fn = jax.value_and_grad(objective.loss_fn, has_aux=True)
-        (loss, metrics), grads = grad_fn(state.params, frozen, batch, nets, config, key)
+        (loss, metrics), grads = microbatch.accumulate(
+            lambda params, chunk: grad_fn(params, frozen, chunk, nets, config, key),
+            state.params, batch, chunks, mesh)
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
         params = jax.tree_util.tree_map(lambda p, u: p + u, state.params, updates)
         finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(p)) for p in jax.tree_util.tree_leaves(params)]))
@@ -70,6 +83,7 @@ def check_config(config, mesh) -> None:
     if config.batch_size % jax.process_count():
         raise UserInputError(f"--config.batch_size={config.batch_size} must split evenly over "
                              f"the {jax.process_count()} hosts")
+    microbatch.num_chunks(config, n)  # validates --config.microbatch
 
 
 def train(config, workdir: str) -> dict:
@@ -77,8 +91,7 @@ def train(config, workdir: str) -> dict:
 
     Returns the last logged metrics plus 'step_compilations' (how often the step compiled).
     """
-    if config.get("multihost", False):
-        jax.distributed.initialize()
+    distributed.start(auto=bool(config.get("multihost", False)))  # no-op when started already
     mesh = data_mesh(config.get("num_devices", 0))
     check_config(config, mesh)
     check_output_dir(workdir, "--workdir")
@@ -127,7 +140,7 @@ def train(config, workdir: str) -> dict:
                 checkpoints.save(manager, state)
                 last_good = done
             if evaluate is not None and (done % config.eval_every == 0 or done == config.num_steps):
-                results = evaluate(state.params, frozen, workdir, done)
+                results = evaluate(state.params, frozen, workdir if is_main else None, done)
                 if writer:
                     writer.write(done, results, prefix="eval/")
             bar.update(1)

@@ -18,10 +18,12 @@ import jax.numpy as jnp
 import numpy as np
 
 from stylemask_jax.codes import truncation_mean
+from stylemask_jax.errors import UserInputError
 from stylemask_jax.models import deca as deca_lib
 from stylemask_jax.models import flame as flame_lib
 from stylemask_jax.models import irse as irse_lib
 from stylemask_jax.models.mask_net import MaskNet
+from stylemask_jax.models.remat import REMAT_MODES
 from stylemask_jax.models.stylegan2 import Generator, init_variables, load_generator
 
 
@@ -104,7 +106,17 @@ def _dtype(config):
     return jnp.bfloat16 if config.get("compute_dtype", "float32") == "bfloat16" else jnp.float32
 
 
-_NETWORK_FIELDS = ("weights", "generator", "num_layers_control", "seed", "compute_dtype",
+def remat_mode(config) -> str:
+    """config.remat as a models/remat.py mode; True/False are "blocks"/"none"."""
+    value = config.get("remat", "none")
+    value = {True: "blocks", False: "none", "True": "blocks", "False": "none"}.get(value, value)
+    if value not in REMAT_MODES:
+        raise UserInputError(f"--config.remat={config.get('remat')!r}: expected one of "
+                             f"{', '.join(REMAT_MODES)} (or True = blocks, False = none)")
+    return value
+
+
+_NETWORK_FIELDS = ("weights", "generator", "num_layers_control", "seed", "compute_dtype", "remat",
                    "random_deca_blocks", "random_deca_widths", "random_irse_units")
 _CACHE: dict = {}
 
@@ -123,7 +135,7 @@ def build_networks(config) -> tuple[Networks, dict]:
 
 
 def _build_networks(config) -> tuple[Networks, dict]:
-    dtype = _dtype(config)
+    dtype, remat = _dtype(config), remat_mode(config)
     weights = config.weights
     keys = jax.random.split(jax.random.key(config.seed + 1), 4)
     if weights.generator:
@@ -146,6 +158,9 @@ def _build_networks(config) -> tuple[Networks, dict]:
     flame = flame_lib.load_flame(weights.flame) if weights.flame else random_flame(keys[3])
     latent_avg = truncation_mean(generator, gvars, latent_avg)
     mask_net = MaskNet(tuple(generator.style_dims[: config.num_layers_control]), dtype=dtype)
+    # Checkpointing per synthesis resolution / bottleneck / IR-SE unit (models/remat.py); only
+    # the gradient-carrying passes of the step are affected.
+    generator, deca, irse = (net.clone(remat=remat) for net in (generator, deca, irse))
     frozen = {"generator": gvars, "deca": dvars, "irse": ivars, "flame": flame,
               "truncation_latent": jnp.asarray(latent_avg, jnp.float32).reshape(-1)}
     return Networks(generator, mask_net, deca, irse), frozen

@@ -11,7 +11,8 @@ Per batch of random codes (z_source, z_target, z_cycle), following the official 
                 cycle adds the same terms for hat and hat2 against (source, cycle target).
 
 The gradient-carrying generator, DECA and ArcFace passes of reenacted/hat/hat2 run as one
-batch of 3B images; `config.remat` recomputes their activations in the backward pass.
+batch of 3B images; `config.remat` (applied inside the models, per block: see
+training/networks.py) recomputes their activations in the backward pass.
 """
 
 from __future__ import annotations
@@ -63,10 +64,7 @@ def loss_fn(mask_params, frozen, batch: dict, nets, config, key=None):
     n = len(branches)
     styles_r = [jnp.concatenate(layer, axis=0) for layer in zip(*branches)]
     wplus_r = jnp.concatenate([w_src] * n, axis=0)
-    faces = lambda f, w, s: _faces(nets, f, w, s, config)  # noqa: E731
-    if config.remat:
-        faces = jax.checkpoint(faces)
-    images_r, params_r = faces(frozen, wplus_r, styles_r)
+    images_r, params_r = _faces(nets, frozen, wplus_r, styles_r, config)
     emb_src = sg(face_embeddings(nets.irse, frozen["irse"], img_src))
     emb_r = face_embeddings(nets.irse, frozen["irse"], images_r)
     identity = identity_distance(emb_r, jnp.concatenate([emb_src] * n, axis=0))

@@ -40,7 +40,9 @@ def create_state(params, optimizer: optax.GradientTransformation, seed: int) -> 
 
 
 def step_key(state_key: jax.Array, step, process_index: int = 0) -> jax.Array:
-    """The PRNG key of one step on one host: fold_in(fold_in(key, step), process_index)."""
+    """The PRNG key of one step: fold_in(fold_in(key, step), process_index). Training uses
+    process_index 0 on every host (one global batch per step, the same codes a single-process
+    run always drew)."""
     key = jax.random.wrap_key_data(state_key)
     return jax.random.fold_in(jax.random.fold_in(key, step), process_index)
 

@@ -1,0 +1,76 @@
+"""Starting JAX's multi-process runtime (`jax.distributed.initialize`) from flags, environment
+variables or cluster auto-detection; must run before anything touches a device.
+
+    start("10.0.0.1:1234", 2, 0)      # explicit: coordinator host:port, processes, this id
+    start()                           # JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES, JAX_PROCESS_ID
+    start(auto=True)                  # none given: JAX detects the cluster (TPU, Slurm, MPI, k8s)
+
+Each value comes from its flag, else from its environment variable. All three given: that
+process group is started (no `--config.multihost` needed). Some given: with `auto` JAX
+auto-detection fills in the rest, otherwise a UserInputError. None and not `auto`: one process,
+nothing is started. JAX itself reads only JAX_COORDINATOR_ADDRESS; the other two variables are
+this project's. On the CPU backend the processes talk over gloo
+(`jax_cpu_collectives_implementation`, the default in current JAX).
+"""
+
+from __future__ import annotations
+
+import os
+
+from stylemask_jax.errors import UserInputError
+
+# (flag, environment variable) of the three settings, in jax.distributed.initialize's order.
+SETTINGS = (("--coordinator", "JAX_COORDINATOR_ADDRESS"),
+            ("--num-processes", "JAX_NUM_PROCESSES"),
+            ("--process-id", "JAX_PROCESS_ID"))
+
+
+def _int(value, name: str) -> int | None:
+    if value is None or isinstance(value, int):
+        return value
+    try:
+        return int(value)
+    except ValueError:
+        raise UserInputError(f"{name}={value!r}: expected an integer") from None
+
+
+def settings(coordinator=None, num_processes=None, process_id=None, environ=None) -> list:
+    """[coordinator, num_processes, process_id], each from its argument or else its environment
+    variable (None when neither); checks the values that are given."""
+    environ = os.environ if environ is None else environ
+    given = [coordinator, num_processes, process_id]
+    values = [v if v is not None else (environ.get(env) or None)
+              for v, (_, env) in zip(given, SETTINGS)]
+    values[1] = _int(values[1], "--num-processes/JAX_NUM_PROCESSES")
+    values[2] = _int(values[2], "--process-id/JAX_PROCESS_ID")
+    address, n, pid = values
+    if address is not None and (":" not in address or not address.rsplit(":", 1)[1].isdigit()):
+        raise UserInputError(f"--coordinator/JAX_COORDINATOR_ADDRESS={address!r}: expected HOST:PORT")
+    if n is not None and n < 1:
+        raise UserInputError(f"--num-processes/JAX_NUM_PROCESSES={n}: expected >= 1")
+    if pid is not None and (pid < 0 or (n is not None and pid >= n)):
+        raise UserInputError(f"--process-id/JAX_PROCESS_ID={pid}: expected 0 .. "
+                             f"{'num_processes - 1' if n is None else n - 1}")
+    return values
+
+
+def start(coordinator=None, num_processes=None, process_id=None, auto: bool = False) -> bool:
+    """Initialises jax.distributed as the module docstring says; returns whether it is running.
+    A second call is a no-op."""
+    import jax
+    if jax.distributed.is_initialized():
+        return True
+    values = settings(coordinator, num_processes, process_id)
+    missing = [f"{flag}/{env}" for v, (flag, env) in zip(values, SETTINGS) if v is None]
+    if len(missing) == 3 and not auto:
+        return False
+    if missing and not auto:
+        raise UserInputError(f"multi-process run: {', '.join(missing)} not given; give all three "
+                             "(or none, with --config.multihost=True, to auto-detect the cluster)")
+    try:
+        jax.distributed.initialize(*values)
+    except (ValueError, RuntimeError) as e:
+        where = f"{', '.join(missing)} not given and " if missing else ""
+        raise UserInputError(f"multi-process run: {where}jax.distributed.initialize failed: "
+                             f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+    return True
