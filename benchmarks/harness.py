@@ -205,6 +205,25 @@ def time_calls(fn: Callable[[], Any], warmup: int, iters: int,
             "min_s": min(times), "cpu_times_s": cpu, "cpu_s": statistics.median(cpu)}
 
 
+def alternating(configs: list, passes: int) -> list:
+    """The worker order of `passes` passes over `configs`, every other pass reversed
+    (A B, B A, A B, ...): each implementation runs first as often as last, so that on a shared
+    machine both see the same drift in load."""
+    order = []
+    for p in range(passes):
+        order += configs if p % 2 == 0 else configs[::-1]
+    return order
+
+
+def pooled_medians(runs: list[dict], per: float = 1.0) -> dict:
+    """Median wall and median CPU seconds over the timed calls of all `runs` (worker results
+    with 'times' and 'cpu' lists), divided by `per` (items per call); n = calls pooled."""
+    wall = [t / per for r in runs for t in r.get("times", [])]
+    cpu = [t / per for r in runs for t in r.get("cpu", [])]
+    return {"median": statistics.median(wall) if wall else None,
+            "cpu_median": statistics.median(cpu) if cpu else None, "n": len(wall)}
+
+
 def xla_memory(compiled) -> dict:
     """Byte counts from a compiled executable's memory analysis (0 where unavailable)."""
     stats = compiled.memory_analysis()
@@ -267,3 +286,23 @@ def times(value) -> str:
 
 def mib(value) -> str:
     return "-" if not value else f"{value / MIB:,.0f}"
+
+
+def torch_stylemask(size: int, num_control: int = 12, seed: int = 0):
+    """The torch reference models of one reenactment benchmark: (generator with random weights
+    of the `size` layout, random mask network of the first `num_control` conv layers, the
+    truncation mean W (512,) from 4096 mapped Gaussian codes), float32, eval mode."""
+    import numpy as np
+    import torch
+    from stylemask_jax.reference.stylegan2 import build_generator, random_state_dict
+    from stylemask_jax.reference.stylemask import TorchMaskNet
+
+    arch = arch_for(size)
+    gen = build_generator(random_state_dict(arch, seed), arch)
+    torch.manual_seed(seed)
+    widths = [arch["channels"][i // 2] for i in range(min(num_control, 2 * len(arch["channels"]) - 1))]
+    mask_net = TorchMaskNet(widths).float().eval()
+    z = np.random.default_rng(seed + 3).standard_normal((4096, 512)).astype(np.float32)
+    with torch.no_grad():
+        mean = gen.mapping(torch.from_numpy(z)).mean(0)
+    return gen, mask_net, mean

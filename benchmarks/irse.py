@@ -1,110 +1,185 @@
-"""Throughput of the IR-SE family: ArcFace embeddings, the identity loss, e4e inversion.
+"""Throughput of the IR-SE family, JAX vs the PyTorch formulation: ArcFace embeddings, e4e inversion.
 
-    python -m benchmarks.irse                       # batch 1 and 12, float32
-    python -m benchmarks.irse --batches 1 4 12 --dtype bfloat16
-    python -m benchmarks.irse --torch               # also a PyTorch formulation, same machine
+    python -m benchmarks.irse                            # batches 1 and 8, embeddings + e4e, 2 passes
+    python -m benchmarks.irse --batches 1 --passes 4 --rows e4e
+    python -m benchmarks.irse --rows embeddings,identity,e4e --dtype bfloat16
 
 Random weights at full size (the speed does not depend on the values): IR-SE-50 (3, 4, 14, 3
-units) and e4e for a 1024 generator (18 style blocks). Rows:
+units) and e4e for a 1024 generator (18 style blocks), float32 unless `--dtype`. Rows:
 
-  embeddings         256x256 image -> crop -> adaptive pool to 112 -> IR-SE-50 -> unit 512-d
-  identity loss f+b  the identity loss and its gradient w.r.t. the reenacted batch (training)
-  e4e inversion      256x256 image -> 18 W+ codes
+  embeddings   256x256 images -> crop -> adaptive pool to 112 -> IR-SE-50 -> unit 512-d
+  identity     the identity loss and its gradient w.r.t. the reenacted batch (training; optional)
+  e4e          256x256 images -> 18 W+ codes (`init_e4e`; torch: `TorchE4E` of
+               stylemask_jax/reference/irse.py, the layout `build_e4e` loads official weights into)
 
-Each function is jitted once and timed after a warm-up call. `--torch` times the same layouts
-written with torch.nn (stylemask_jax/reference/irse.py; eval mode, no_grad for the forward rows),
-the way the reference runs them, with torch's default thread count. Run from the repository
-root (the torch formulation is imported from tests/).
+JAX: each function jitted once (NHWC). torch: the same layouts written with torch.nn (NCHW,
+eval mode, no_grad for the forward rows), all cores as threads (`harness.set_torch_threads`).
+
+Fairness: JAX and torch run in separate worker processes (in one process the torch calls were
+measured slower next to XLA's thread pool: see benchmarks/reenact.py on branch speed), and the
+workers alternate pass by pass in A B, B A, ... order (`harness.alternating`), so both see the
+same drift of a shared machine's load. Each worker makes `--warmup` untimed calls per row and
+batch (the first one, for JAX, includes compilation), then `--iters` timed calls, recording wall
+time and process CPU time (all threads). The table pools the timed calls of all passes: median
+wall and median CPU seconds per call, images/s from the median, and JAX / torch speed ratios
+(torch seconds / JAX seconds: above 1 means JAX is faster). The load average at the start of
+each worker is printed with the table.
 """
 
 from __future__ import annotations
 
 import functools
+import sys
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 
 from benchmarks import harness
-from benchmarks.harness import timed as seconds_per_call  # (first call, mean s per later call)
-from stylemask_jax.faces import identity_loss
-from stylemask_jax.models.e4e import init_e4e, n_styles_for
-from stylemask_jax.models.irse import face_embeddings, init_irse
+
+MODULE = "benchmarks.irse"
+ROWS = ("embeddings", "identity", "e4e")
 
 
-def jax_rows(batches, dtype, iters, output_size):
+def jax_calls(rows, batches, dtype_name, output_size):
+    """{(row, batch): zero-argument call that blocks until the result is ready}."""
+    import jax
+    import jax.numpy as jnp
+    from stylemask_jax.faces import identity_loss
+    from stylemask_jax.models.e4e import init_e4e, n_styles_for
+    from stylemask_jax.models.irse import face_embeddings, init_irse
+
+    dtype = jnp.bfloat16 if dtype_name == "bfloat16" else jnp.float32
     irse, irse_vars = init_irse(jax.random.key(0), dtype=dtype)
     e4e, e4e_vars = init_e4e(jax.random.key(1), n_styles=n_styles_for(output_size), dtype=dtype)
-    embed = jax.jit(functools.partial(face_embeddings, irse))
-    loss_grad = jax.jit(jax.value_and_grad(functools.partial(identity_loss, irse), argnums=1))
-    invert = jax.jit(e4e.apply)
-    rows = []
+    fns = {"embeddings": (jax.jit(functools.partial(face_embeddings, irse)), irse_vars, False),
+           "identity": (jax.jit(jax.value_and_grad(functools.partial(identity_loss, irse), argnums=1)),
+                        irse_vars, True),
+           "e4e": (jax.jit(e4e.apply), e4e_vars, False)}
+    calls = {}
     for b in batches:
         x = jnp.asarray(np.random.default_rng(b).uniform(-1, 1, (b, 256, 256, 3)), jnp.float32)
-        for name, fn, args in (("embeddings", embed, (irse_vars, x)),
-                               ("identity loss f+b", loss_grad, (irse_vars, x, x[::-1])),
-                               ("e4e inversion", invert, (e4e_vars, x))):
-            first, per_call = seconds_per_call(fn, args, iters)
-            rows.append(("jax", name, b, first, per_call))
-    return rows
+        for row in rows:
+            fn, variables, pair = fns[row]
+            args = (variables, x, x[::-1]) if pair else (variables, x)
+            calls[row, b] = functools.partial(lambda f, a: jax.block_until_ready(f(*a)), fn, args)
+    return calls
 
 
-def torch_rows(batches, iters, output_size):
+def torch_calls(rows, batches, output_size):
     import torch
+    from stylemask_jax.models.e4e import n_styles_for
     from stylemask_jax.reference.irse import TorchE4E, TorchIRSE
     from stylemask_jax.reference.irse import identity_loss as torch_identity_loss
+
+    harness.set_torch_threads()
     torch.manual_seed(0)
     irse, e4e = TorchIRSE().eval(), TorchE4E(n_styles_for(output_size)).eval()
     for p in irse.parameters():
         p.requires_grad_(False)
-    rows = []
+
+    def embed(x):
+        with torch.no_grad():
+            return irse.embed(x)
+
+    def loss_grad(x):
+        y = x.clone().requires_grad_(True)
+        torch_identity_loss(irse, y, x.flip(0)).backward()
+        return y.grad
+
+    def invert(x):
+        with torch.no_grad():
+            return e4e(x)
+
+    fns = {"embeddings": embed, "identity": loss_grad, "e4e": invert}
+    calls = {}
     for b in batches:
         x = torch.from_numpy(np.random.default_rng(b).uniform(-1, 1, (b, 3, 256, 256)).astype(np.float32))
+        for row in rows:
+            calls[row, b] = functools.partial(fns[row], x)  # synchronous on CPU
+    return calls
 
-        def embed():
-            with torch.no_grad():
-                return irse.embed(x)
 
-        def loss_grad():
-            y = x.clone().requires_grad_(True)
-            loss = torch_identity_loss(irse, y, x.flip(0))
-            loss.backward()
-            return y.grad
+def worker_run(spec: dict) -> dict:
+    """One implementation, every (row, batch): warm-up calls, then timed calls."""
+    out = {"load_begin": harness.load_average(), "rows": {}}
+    if spec["lib"] == "jax":
+        calls = jax_calls(spec["rows"], spec["batches"], spec["dtype"], spec["output_size"])
+    else:
+        calls = torch_calls(spec["rows"], spec["batches"], spec["output_size"])
+    for (row, b), call in calls.items():
+        timing = harness.time_calls(call, max(spec["warmup"], 1), spec["iters"])
+        out["rows"][f"{row}/{b}"] = {"first_s": timing["first_s"], "times": timing["times_s"],
+                                     "cpu": timing["cpu_times_s"]}
+    return out
 
-        def invert():
-            with torch.no_grad():
-                return e4e(x)
 
-        for name, fn in (("embeddings", embed), ("identity loss f+b", loss_grad), ("e4e inversion", invert)):
-            first, per_call = seconds_per_call(fn, (), iters)  # torch runs synchronously on CPU
-            rows.append(("torch", name, b, first, per_call))
-    return rows
+WORKERS = {"run": worker_run}
+
+
+def run_all(args):
+    libs = ["jax", "torch"] if args.torch else ["jax"]
+    results = {lib: [] for lib in libs}
+    loads = []
+    for lib in harness.alternating(libs, args.passes):
+        spec = dict(impl="run", lib=lib, rows=args.rows, batches=args.batches, dtype=args.dtype,
+                    output_size=args.output_size, warmup=args.warmup, iters=args.iters)
+        result = harness.run_worker(MODULE, spec, args.timeout)
+        results[lib].append(result)
+        loads.append(f"{lib} {result.get('load_start')}" + (f" ({result['error']})" if "error" in result else ""))
+    print(report(args, libs, results, loads))
+
+
+def report(args, libs, results, loads) -> str:
+    from stylemask_jax.models.e4e import n_styles_for
+    header = harness.machine_header(
+        f"IR-SE-50 embeddings and e4e ({n_styles_for(args.output_size)} W+ codes), random weights, "
+        f"compute {args.dtype}")
+    lines = [header,
+             f"{args.passes} passes, worker order {' '.join(harness.alternating(libs, args.passes))}; "
+             f"per worker and (row, batch): {max(args.warmup, 1)} untimed + {args.iters} timed calls",
+             "load average (1/5/15 min) at the start of each worker: " + "; ".join(loads), ""]
+    table = []
+    for row in args.rows:
+        for b in args.batches:
+            stats = {}
+            for lib in libs:
+                runs = [r["rows"][f"{row}/{b}"] for r in results[lib] if f"{row}/{b}" in r.get("rows", {})]
+                stats[lib] = dict(harness.pooled_medians(runs),
+                                  first=runs[0]["first_s"] if runs else None)
+            for lib in libs:
+                s, t = stats[lib], stats.get("torch", {})
+                ratio = lambda k: (t.get(k) / s[k] if lib == "jax" and t.get(k) and s.get(k) else None)  # noqa: E731
+                table.append([row, b, lib, harness.fmt(s["first"]), harness.fmt(s["median"] and s["median"] * 1e3, ".0f"),
+                              harness.fmt(s["cpu_median"] and s["cpu_median"] * 1e3, ".0f"),
+                              harness.fmt(s["median"] and b / s["median"]), s["n"],
+                              harness.times(ratio("median")), harness.times(ratio("cpu_median"))])
+    lines.append(harness.markdown_table(
+        ["row", "batch", "impl", "first call s", "median ms/call", "median CPU ms/call",
+         "images/s (median)", "timed calls", "JAX/torch (median wall)", "JAX/torch (median CPU)"],
+        table))
+    lines += ["", "first call s: the first call of the first pass (JAX: includes compilation). "
+                  "Ratios: torch seconds / JAX seconds per call (above 1: JAX faster); CPU = process "
+                  "CPU time of the call, all threads, which varies least with other processes' load."]
+    return "\n".join(lines)
 
 
 def add_arguments(parser):
-    parser.add_argument("--batches", type=int, nargs="+", default=[1, 12])
+    parser.add_argument("--batches", type=harness.parse_ints, default=[1, 8],
+                        help="images per call, comma-separated (default 1,8)")
+    parser.add_argument("--rows", type=harness.parse_choices(ROWS), default=["embeddings", "e4e"],
+                        help="embeddings,identity,e4e (default embeddings,e4e)")
     parser.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32")
-    parser.add_argument("--iters", type=int, default=3, help="timed calls after the warm-up")
+    parser.add_argument("--passes", type=int, default=2, help="alternating passes (default 2)")
+    parser.add_argument("--warmup", type=int, default=1, help="untimed calls per row (default 1)")
+    parser.add_argument("--iters", type=int, default=3, help="timed calls per row and pass (default 3)")
     parser.add_argument("--output-size", type=int, default=1024, help="generator size for e4e")
-    parser.add_argument("--torch", action="store_true", help="also time a PyTorch formulation")
-
-
-def run(args):
-    dtype = jnp.bfloat16 if args.dtype == "bfloat16" else jnp.float32
-    rows = jax_rows(args.batches, dtype, args.iters, args.output_size)
-    if args.torch:
-        rows += torch_rows(args.batches, args.iters, args.output_size)
-    print(f"device: {jax.devices()[0].device_kind} ({jax.default_backend()}), compute {args.dtype}, "
-          f"IR-SE-50, e4e with {n_styles_for(args.output_size)} codes, {args.iters} timed calls")
-    print(f"{'impl':6} {'what':18} {'batch':>5} {'first call s':>12} {'ms/call':>10} {'images/s':>9}")
-    for impl, name, b, first, per_call in rows:
-        print(f"{impl:6} {name:18} {b:5d} {first:12.2f} {per_call * 1e3:10.1f} {b / per_call:9.2f}")
-
+    parser.add_argument("--no-torch", dest="torch", action="store_false",
+                        help="JAX only (default: JAX and the PyTorch formulation)")
+    parser.add_argument("--timeout", type=float, default=3600, help="seconds per worker")
 
 
 def main(argv=None):
-    return harness.main(__doc__, add_arguments, run, argv=argv)
+    return harness.main(__doc__, add_arguments, run_all, WORKERS, argv)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
