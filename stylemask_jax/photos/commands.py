@@ -88,15 +88,13 @@ def photo_codes(paths: Sequence[str], inverter: Inverter, gvars, batch_size: int
 
 
 def output_stems(names: Sequence[str], what: str) -> list[str]:
-    """File stems of the inputs for output names; two inputs with one stem are an error."""
-    seen: dict[str, str] = {}
-    for name in names:
-        stem = os.path.splitext(os.path.basename(name))[0]
-        if stem in seen:
-            raise UserInputError(f"{what}: {name} has the same name as {seen[stem]}; outputs are "
-                                 "named after the input files, so names must be unique")
-        seen[stem] = name
-    return list(seen)
+    """File stems of the inputs for output names; two inputs with one stem are an error
+    (`inversion.output_names`, with the argument named)."""
+    from stylemask_jax.inversion import output_names
+    try:
+        return output_names(names)
+    except UserInputError as err:
+        raise UserInputError(f"{what}: {err}") from None
 
 
 def save_aligned_crops(out: str, role: str, faces: Faces) -> None:
