@@ -63,7 +63,7 @@ def main(argv=None):
     f32 = run(args.config, args.batch, "float32")
     bf16 = run(args.config, args.batch, "bfloat16")
     print(f"configs/{args.config}.py, random weights, global batch {args.batch}, remat blocks")
-    print(f"| quantity | float32 | bfloat16 | relative diff |\n|---|---|---|---|")
+    print("| quantity | float32 | bfloat16 | relative diff |\n|---|---|---|---|")
     for name in ["loss"] + sorted(f32["metrics"]):
         a = f32["loss"] if name == "loss" else f32["metrics"][name]
         b = bf16["loss"] if name == "loss" else bf16["metrics"][name]

@@ -11,6 +11,16 @@ auto-detection fills in the rest, otherwise a UserInputError. None and not `auto
 nothing is started. JAX itself reads only JAX_COORDINATOR_ADDRESS; the other two variables are
 this project's. On the CPU backend the processes talk over gloo
 (`jax_cpu_collectives_implementation`, the default in current JAX).
+
+Gloo sets up the connections of a group of devices at the first collective over that group, and
+that setup gives up after a fixed 30 s (`GetKeyValue() timed out`, not configurable) when one
+process arrives later than that, which a slower compile, import or first-host-only work easily
+causes; later collectives over the same group wait as long as needed (measured on CPU, 2
+processes: a 40 s late first collective fails, a 40 s late later one passes, also in another
+jitted function). So `start` meets every process at a barrier of the coordination service (long
+timeout) and then runs the first collectives over all devices and over one device per process
+(Orbax's barriers) together (`warm_up`); `barrier` is for the other places where processes may
+drift apart before a new group's first collective (the training step after its compilation).
 """
 
 from __future__ import annotations
@@ -18,6 +28,9 @@ from __future__ import annotations
 import os
 
 from stylemask_jax.errors import UserInputError
+
+BARRIER_TIMEOUT_S = 3600  # a full-size step compiles for many minutes on a busy CPU host
+_barriers = [0]  # a coordination-service barrier name is used once: a counter makes them unique
 
 # (flag, environment variable) of the three settings, in jax.distributed.initialize's order.
 SETTINGS = (("--coordinator", "JAX_COORDINATOR_ADDRESS"),
@@ -73,4 +86,39 @@ def start(coordinator=None, num_processes=None, process_id=None, auto: bool = Fa
         where = f"{', '.join(missing)} not given and " if missing else ""
         raise UserInputError(f"multi-process run: {where}jax.distributed.initialize failed: "
                              f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+    warm_up()
     return True
+
+
+def barrier(name: str, timeout_s: int = BARRIER_TIMEOUT_S) -> None:
+    """Waits until every process has reached `barrier(name)` (the coordination service, no device
+    collective, so nothing of gloo's 30 s setup limit); a no-op in a single-process run. Every
+    process must call the barriers in the same order."""
+    import jax
+    if jax.process_count() == 1:
+        return
+    # jax has no public barrier that avoids device collectives; Orbax uses this client the same way
+    from jax._src import distributed as jax_distributed
+    _barriers[0] += 1
+    jax_distributed.global_state.client.wait_at_barrier(f"stylemask/{_barriers[0]}/{name}",
+                                                        timeout_s * 1000)
+
+
+def warm_up() -> None:
+    """Sets up the collectives over all devices and over one device per process (what
+    `multihost_utils` and Orbax's barriers use) while every process is at the same point."""
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+    from jax.experimental import multihost_utils
+    from stylemask_jax.sharding import data_mesh, data_sharding, replicated
+    if jax.process_count() == 1:
+        return
+    barrier("warm-up")
+    multihost_utils.sync_global_devices("stylemask warm-up")
+    mesh = data_mesh(0)
+    ones = jax.make_array_from_callback((mesh.size,), data_sharding(mesh),
+                                        lambda index: np.ones(mesh.size, np.float32)[index])
+    total = jax.jit(jnp.sum, out_shardings=replicated(mesh))(ones)
+    if float(total.addressable_data(0)) != mesh.size:
+        raise RuntimeError(f"multi-process warm-up: the sum over {mesh.size} devices gave {total}")

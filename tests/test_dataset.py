@@ -26,7 +26,7 @@ from stylemask_jax.datasets import (build_dataset, build_summary, crop_landmarks
                                     write_pairs)
 from stylemask_jax.errors import UserInputError  # noqa: E402
 
-from dataset_utils import (CLIP_FRAMES, EXPECTED, FIXTURES, VIDEO_FRAMES,  # noqa: E402
+from dataset_utils import (CLIP_FRAMES, EXPECTED, FIXTURES,  # noqa: E402
                            StandInAligner, build, clip_frame, make_source, photo, save)
 
 

@@ -23,7 +23,6 @@ pytest.importorskip("tensorflow_datasets")
 pytest.importorskip("array_record")
 
 from stylemask_jax.datasets import load_dataset, make_pairs  # noqa: E402
-from stylemask_jax.datasets.evaluate import evaluate_dataset  # noqa: E402
 from stylemask_jax.datasets.invert import (CODES_DIR, invert_dataset,  # noqa: E402
                                            invert_dataset_e4e, load_codes, save_codes)
 from stylemask_jax.errors import UserInputError  # noqa: E402

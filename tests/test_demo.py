@@ -17,7 +17,7 @@ from photo_utils import clip_with_gaps, fixture_photo, write_test_clip
 gr = pytest.importorskip("gradio")
 
 from stylemask_jax import cli  # noqa: E402
-from stylemask_jax.demo.app import Handlers, build_app, serve  # noqa: E402
+from stylemask_jax.demo.app import Handlers, build_app  # noqa: E402
 from stylemask_jax.demo.engine import DemoSettings, PhotoRequest, load_engine  # noqa: E402
 
 CHROMIUM, DRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"

@@ -2,19 +2,25 @@
 move between topologies, export and evaluation of the 2-process run on one device.
 
 Every run is `python -m stylemask_jax.cli train` in a subprocess (tiny config, global batch 4):
-  P   2 processes x 2 CPU devices (--coordinator/--num-processes/--process-id, gloo), steps 1-4
+  P   2 processes x 2 CPU devices (--coordinator/--num-processes/--process-id, gloo), steps 1-4,
+      process 0 starting its work 35 s after process 1 (a slow host: see LATE_S)
   S   1 process x 1 device, steps 1-4
   PS  P's checkpoint resumed on 1 process x 1 device to step 6
   SP  S's checkpoint resumed on 2 processes x 2 devices to step 6
 then `stylemask export` and `stylemask evaluate` of P's workdir on 1 device. Every subprocess
 has a timeout and the whole group is killed when one fails.
 
-Tolerances are those of test_training.test_four_devices_match_one_device, for the same reason:
-the global batch is the same rows in every topology (drawn from the step key alone), so the
+The global batch is the same rows in every topology (drawn from the step key alone), so the
 only difference is the order of the cross-device float32 reductions (batch means, gradient
-sums), ~1e-6 relative: losses rtol 1e-5; parameters after 6 Adam steps (lr 1e-2, a scale-free
-update where a gradient component at rounding level can take a different sign) within 1e-3,
-99% of them within 1e-4. Different data (the old per-host draw) changed the loss by tens.
+sums), ~1e-6 relative: losses rtol 1e-5 (different data, the old per-host draw, changed the loss
+by tens). Parameters: Adam (lr 1e-2) normalises each gradient component, so a component whose
+gradient is at rounding level moves by up to lr in a direction that rounding decides, and such
+differences grow with the steps; a maximum is therefore no criterion. Measured (2026-12-02):
+after 4 steps 99.2% of the 21392 parameters within 1e-4 of the 1-process run, relative L2
+difference 9.2e-4 (max 6.3e-4); after 6 steps with a resume on the other topology 96.9% and
+2.3e-3 (max 2.8e-3, 23 components above 1e-3). The test asks for >= 95% within 1e-4 and a
+relative L2 difference <= 1e-2; a checkpoint two steps behind (a resume that lost steps) is at
+0.6% and 0.37.
 """
 
 import json
@@ -27,13 +33,6 @@ import sys
 import jax
 import numpy as np
 import pytest
-
-# Not yet seen passing: in this session's final full run (2-core machine, load 4-30) every
-# 2-process launch failed with "Gloo context initialization failed: DEADLINE_EXCEEDED:
-# GetKeyValue() timed out ... 30 s" (one process reached the first collective more than 30 s
-# after the other). Skipped until the launch waits for both processes; see issue 12's note.
-GLOO_TIMEOUT = pytest.mark.skip(reason="2-process gloo launch times out (DEADLINE_EXCEEDED after "
-                              "30 s) on a loaded 2-core machine; not yet passing")
 
 from conftest import _CACHE
 
@@ -63,18 +62,34 @@ def environment(devices: int) -> dict:
     return env
 
 
-def launch(args, processes: int, devices: int) -> list[str]:
-    """Runs `stylemask ARGS` as `processes` processes with `devices` CPU devices each; returns
-    their outputs. A failure or timeout kills every process and fails the test."""
+# Process 0 of the first 2-process run builds its networks this much later than process 1, so
+# that it reaches Orbax's first barrier and the first step later than gloo's fixed 30 s setup
+# limit allows (distributed.py): the failure that a slow host produced before the warm-up and
+# the barrier before the first step.
+LATE_S = 35
+LATE = ("import sys, time\n"
+        "from stylemask_jax.training import networks\n"
+        "build = networks.build_networks\n"
+        f"networks.build_networks = lambda *a, **k: (time.sleep({LATE_S}), build(*a, **k))[1]\n"
+        "from stylemask_jax.cli import main\n"
+        "sys.exit(main())\n")
+
+
+def launch(args, processes: int, devices: int, late: bool = False) -> list[str]:
+    """Runs `stylemask ARGS` as `processes` processes with `devices` CPU devices each (`late`:
+    process 0 LATE_S seconds behind); returns their outputs. A failure or timeout kills every
+    process and fails the test."""
     command = [sys.executable, "-m", "stylemask_jax.cli", *args]
+    late_command = [sys.executable, "-c", LATE, *args]
     if processes > 1:
         port = free_port()
         ids = [["--coordinator", f"127.0.0.1:{port}", "--num-processes", str(processes),
                 "--process-id", str(i)] for i in range(processes)]
     else:
         ids = [[]]
-    procs = [subprocess.Popen(command + extra, cwd=ROOT, env=environment(devices), text=True,
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT) for extra in ids]
+    procs = [subprocess.Popen((late_command if late and i == 0 else command) + extra, cwd=ROOT,
+                              env=environment(devices), text=True, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT) for i, extra in enumerate(ids)]
     outputs = []
     try:
         for p in procs:
@@ -94,9 +109,9 @@ def launch(args, processes: int, devices: int) -> list[str]:
     return outputs
 
 
-def train(workdir, steps: int, processes: int, devices: int) -> list[str]:
+def train(workdir, steps: int, processes: int, devices: int, late: bool = False) -> list[str]:
     return launch(["train", "--workdir", str(workdir), *COMMON, f"--config.num_steps={steps}"],
-                  processes, devices)
+                  processes, devices, late)
 
 
 def losses(workdir) -> dict:
@@ -116,16 +131,18 @@ def params(workdir) -> np.ndarray:
 
 
 def assert_same_training(got, want):
-    diff = np.abs(got - want)
-    assert diff.max() <= 1e-3, diff.max()
-    assert (diff <= 1e-4).mean() >= 0.99, (diff <= 1e-4).mean()
+    """The same training up to float32 rounding amplified by Adam (see the module docstring)."""
+    within = (np.abs(got - want) <= 1e-4).mean()
+    relative = np.linalg.norm(got - want) / np.linalg.norm(want)
+    print(f"parameters: {within:.2%} within 1e-4, relative L2 difference {relative:.2e}")
+    assert within >= 0.95 and relative <= 1e-2, (within, relative)
 
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     base = tmp_path_factory.mktemp("multiprocess")
     pod, single = base / "pod", base / "single"
-    train(pod, 4, processes=2, devices=2)
+    train(pod, 4, processes=2, devices=2, late=True)
     train(single, 4, processes=1, devices=1)
     shutil.copytree(pod, base / "pod_then_single")
     shutil.copytree(single, base / "single_then_pod")
@@ -134,7 +151,6 @@ def runs(tmp_path_factory):
     return base
 
 
-@GLOO_TIMEOUT
 def test_two_processes_train_like_one(runs):
     pod, single = losses(runs / "pod"), losses(runs / "single")
     print("losses 2x2", pod, "\nlosses 1x1", single)
@@ -144,7 +160,6 @@ def test_two_processes_train_like_one(runs):
     assert_same_training(params(runs / "pod"), params(runs / "single"))
 
 
-@GLOO_TIMEOUT
 def test_checkpoints_resume_on_the_other_topology(runs):
     a, b = losses(runs / "pod_then_single"), losses(runs / "single_then_pod")
     assert sorted(a) == sorted(b) == [1, 2, 3, 4, 5, 6]
@@ -152,7 +167,6 @@ def test_checkpoints_resume_on_the_other_topology(runs):
     assert_same_training(params(runs / "pod_then_single"), params(runs / "single_then_pod"))
 
 
-@GLOO_TIMEOUT
 def test_two_process_run_exports_and_evaluates_on_one_device(runs, tmp_path):
     out = tmp_path / "mask_net"
     text = launch(["export", "--workdir", str(runs / "pod"), "--out", str(out)], 1, 1)[0]

@@ -1,9 +1,6 @@
 """The photo library path on the fixture photographs with random networks: prepare_faces (detect +
 align), e4e inversion in fixed batches, the official truncation, and the W+ refinement."""
 
-import os
-
-import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest

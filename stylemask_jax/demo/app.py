@@ -25,8 +25,6 @@ import shutil
 import tempfile
 import time
 
-import numpy as np
-
 from stylemask_jax.demo import views
 from stylemask_jax.demo.batcher import BatchQueue
 from stylemask_jax.demo.engine import DemoEngine, PhotoRequest, VideoRequest

@@ -119,6 +119,11 @@ def train(config, workdir: str) -> dict:
     try:
         for step in range(start, config.num_steps):
             batch = global_batch(host_batch(state.key, step, config, nets.generator.style_dim), mesh)
+            if step == start and jax.process_count() > 1:
+                # Compile first (the jit cache keeps it), then meet: compile times differ between
+                # hosts, and the step's first collectives must not start far apart (distributed.py).
+                step_fn.lower(state, frozen, batch).compile()
+                distributed.barrier("first training step")
             state, metrics = step_fn(state, frozen, batch)
             done = step + 1
             log_now = done % config.log_every == 0 or done == config.num_steps
