@@ -1,9 +1,11 @@
-"""Test-session setup: a persistent XLA compilation cache shared by the pytest-xdist workers.
+"""Test-session setup: a persistent XLA compilation cache shared by the pytest-xdist workers, and
+the FLAME fixture model unpacked from its gzip file.
 
 Many tests compile the same small networks; caching compiled executables on disk (a temporary
 folder per user, never in the repository) cuts the suite's wall time on 2-core CI machines.
 """
 
+import gzip
 import os
 import tempfile
 
@@ -13,3 +15,24 @@ _CACHE = os.path.join(tempfile.gettempdir(), f"stylemask-jax-xla-cache-{os.getui
 jax.config.update("jax_compilation_cache_dir", _CACHE)
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
 jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+
+
+_FLAME_GZ = os.path.join(os.path.dirname(__file__), "fixtures", "flame", "generic_model.pkl.gz")
+
+
+def flame_model_pkl() -> str:
+    """The path of the synthetic FLAME `generic_model.pkl` (tracked gzipped: 3.4 instead of 6.3
+    MB), unpacked once per content into a per-user temporary folder (atomically: the xdist
+    workers may unpack it at the same time)."""
+    with gzip.open(_FLAME_GZ, "rb") as f:
+        data = f.read()
+    folder = os.path.join(tempfile.gettempdir(), f"stylemask-jax-fixtures-{os.getuid()}")
+    path = os.path.join(folder, "generic_model.pkl")
+    if not (os.path.exists(path) and os.path.getsize(path) == len(data)
+            and open(path, "rb").read() == data):
+        os.makedirs(folder, exist_ok=True)
+        partial = f"{path}.{os.getpid()}.partial"
+        with open(partial, "wb") as f:
+            f.write(data)
+        os.replace(partial, path)
+    return path

@@ -26,6 +26,8 @@ from PIL import Image
 
 from stylemask_jax.cli import main
 
+from conftest import flame_model_pkl
+
 FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 GENERATOR_PT = os.path.join(FIXTURES, "stylegan2", "generator_small.pt")
@@ -33,7 +35,7 @@ MASK_NET_PT = os.path.join(FIXTURES, "stylegan2", "mask_net_small.pt")
 E4E_PT = os.path.join(FIXTURES, "e4e", "e4e_small.pt")
 IRSE_PTH = os.path.join(FIXTURES, "irse", "model_ir_se_small.pth")
 DECA_TAR = os.path.join(FIXTURES, "deca", "deca_model_small.tar")
-FLAME_PKL = os.path.join(FIXTURES, "flame", "generic_model.pkl")
+FLAME_PKL = flame_model_pkl()
 FLAME_EMB = os.path.join(FIXTURES, "flame", "landmark_embedding.npy")
 FIXTURES_ALIGN = os.path.join(FIXTURES, "align")
 

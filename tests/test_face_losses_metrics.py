@@ -18,12 +18,14 @@ from convert_weights.flame import convert_flame
 from stylemask_jax import faces, losses, metrics
 from stylemask_jax.models import flame as flame_lib
 
+from conftest import flame_model_pkl
+
 FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures", "flame")
 
 
 @pytest.fixture(scope="module")
 def model():
-    arrays, arch = convert_flame(os.path.join(FIXTURES, "generic_model.pkl"),
+    arrays, arch = convert_flame(flame_model_pkl(),
                                  os.path.join(FIXTURES, "landmark_embedding.npy"))
     return flame_lib.FlameModel.from_arrays(arrays, arch)
 

@@ -19,6 +19,8 @@ import torch
 from convert_weights.flame import convert_flame
 from stylemask_jax.models import flame as flame_lib
 
+from conftest import flame_model_pkl
+
 FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures", "flame")
 ATOL_M = 1e-7     # metres, see the module docstring
 ATOL_PX = 1e-4    # pixels of the 224 image
@@ -26,7 +28,7 @@ ATOL_PX = 1e-4    # pixels of the 224 image
 
 @pytest.fixture(scope="module")
 def model():
-    arrays, arch = convert_flame(os.path.join(FIXTURES, "generic_model.pkl"),
+    arrays, arch = convert_flame(flame_model_pkl(),
                                  os.path.join(FIXTURES, "landmark_embedding.npy"))
     return flame_lib.FlameModel.from_arrays(arrays, arch)
 

@@ -14,8 +14,10 @@ from convert_weights.torch_reader import CheckpointError, UnsafePickleError
 from stylemask_jax.cli import main as cli_main
 from stylemask_jax.models.flame import FlameModel, load_flame
 
+from conftest import flame_model_pkl
+
 FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures", "flame")
-PKL = os.path.join(FIXTURES, "generic_model.pkl")
+PKL = flame_model_pkl()
 NPY = os.path.join(FIXTURES, "landmark_embedding.npy")
 
 

@@ -62,6 +62,8 @@ from stylemask_jax.reference import irse as irse_ref
 from stylemask_jax.reference import stylegan2 as sg_ref
 from stylemask_jax.reference import stylemask as sm_ref
 
+from conftest import flame_model_pkl
+
 FIXTURES = pathlib.Path(__file__).parent / "fixtures"
 SEED = 1              # see the module docstring (rounding margins)
 BATCH = 2
@@ -87,7 +89,7 @@ def checkpoints():
         "mask_net": load_torch_file(FIXTURES / "stylegan2" / "mask_net_small.pt")["mask_net"],
         "deca": face_sized_camera(load_torch_file(FIXTURES / "deca" / "deca_model_small.tar")["E_flame"]),
         "irse": load_torch_file(FIXTURES / "irse" / "model_ir_se_small.pth"),
-        "flame": (FIXTURES / "flame" / "generic_model.pkl", FIXTURES / "flame" / "landmark_embedding.npy"),
+        "flame": (flame_model_pkl(), FIXTURES / "flame" / "landmark_embedding.npy"),
     }
 
 

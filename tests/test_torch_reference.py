@@ -25,6 +25,8 @@ from stylemask_jax.reference import irse as irse_ref
 from stylemask_jax.reference import stylegan2 as sg_ref
 from stylemask_jax.reference import stylemask as sm_ref
 
+from conftest import flame_model_pkl
+
 FIXTURES = pathlib.Path(__file__).parent / "fixtures"
 F64 = torch.float64
 
@@ -40,7 +42,7 @@ def flame_cases():
 
 @pytest.fixture(scope="module")
 def flame():
-    return flame_ref.load_flame(FIXTURES / "flame" / "generic_model.pkl",
+    return flame_ref.load_flame(flame_model_pkl(),
                                 FIXTURES / "flame" / "landmark_embedding.npy", F64)
 
 
