@@ -101,6 +101,10 @@ def load_average() -> str:
     return " ".join(open("/proc/loadavg").read().split()[:3])
 
 
+# /proc/cpuinfo flag -> name, widest first
+VECTOR_EXTENSIONS = (("avx512f", "AVX-512"), ("avx2", "AVX2"), ("avx", "AVX"))
+
+
 def cpu_model() -> str:
     """The CPU's model name and its widest vector extension (AVX2 vs AVX-512 changes the
     convolution throughput of XLA and torch differently, so figures of two machines differ)."""
@@ -114,8 +118,8 @@ def cpu_model() -> str:
                 break
     except OSError:
         pass
-    vector = next((v for v in ("avx512f", "avx2", "avx") if v in flags), None)
-    return f"{name} ({vector.upper().replace('512F', '-512')})" if vector else name
+    vector = next((label for flag, label in VECTOR_EXTENSIONS if flag in flags), None)
+    return f"{name} ({vector})" if vector else name
 
 
 def available_bytes() -> int:

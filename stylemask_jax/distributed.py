@@ -25,12 +25,13 @@ drift apart before a new group's first collective (the training step after its c
 
 from __future__ import annotations
 
+import itertools
 import os
 
 from stylemask_jax.errors import UserInputError
 
 BARRIER_TIMEOUT_S = 3600  # a full-size step compiles for many minutes on a busy CPU host
-_barriers = [0]  # a coordination-service barrier name is used once: a counter makes them unique
+_barrier_ids = itertools.count(1)  # a coordination-service barrier name is used once
 
 # (flag, environment variable) of the three settings, in jax.distributed.initialize's order.
 SETTINGS = (("--coordinator", "JAX_COORDINATOR_ADDRESS"),
@@ -99,9 +100,8 @@ def barrier(name: str, timeout_s: int = BARRIER_TIMEOUT_S) -> None:
         return
     # jax has no public barrier that avoids device collectives; Orbax uses this client the same way
     from jax._src import distributed as jax_distributed
-    _barriers[0] += 1
-    jax_distributed.global_state.client.wait_at_barrier(f"stylemask/{_barriers[0]}/{name}",
-                                                        timeout_s * 1000)
+    jax_distributed.global_state.client.wait_at_barrier(
+        f"stylemask/{next(_barrier_ids)}/{name}", timeout_s * 1000)
 
 
 def warm_up() -> None:

@@ -28,11 +28,17 @@ def flame_model_pkl() -> str:
         data = f.read()
     folder = os.path.join(tempfile.gettempdir(), f"stylemask-jax-fixtures-{os.getuid()}")
     path = os.path.join(folder, "generic_model.pkl")
-    if not (os.path.exists(path) and os.path.getsize(path) == len(data)
-            and open(path, "rb").read() == data):
+    if not _has_content(path, data):
         os.makedirs(folder, exist_ok=True)
         partial = f"{path}.{os.getpid()}.partial"
         with open(partial, "wb") as f:
             f.write(data)
         os.replace(partial, path)
     return path
+
+
+def _has_content(path: str, data: bytes) -> bool:
+    if not os.path.exists(path) or os.path.getsize(path) != len(data):
+        return False
+    with open(path, "rb") as f:
+        return f.read() == data
