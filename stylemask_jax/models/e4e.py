@@ -49,79 +49,24 @@ def style_block_convs(index: int) -> int:
     return 4 if index < COARSE_END else 5 if index < MIDDLE_END else 6
 
 
-def _stride2_patches(x: jax.Array) -> jax.Array:
-    """(..., S, S, C) -> (..., S/2, S/2, 9 C): the 3x3 windows of a stride-2, pad-1 convolution.
-
-    The last axis runs over (kernel row, kernel column, channel), the order of an HWIO kernel
-    reshaped to (9 C, Cout), so `patches @ kernel.reshape(9 C, Cout)` is the convolution.
-    """
-    pad = [(0, 0)] * (x.ndim - 3) + [(1, 1), (1, 1), (0, 0)]
-    xp = jnp.pad(x, pad)
-    n = x.shape[-2] // 2
-    return jnp.concatenate([xp[..., i:i + 2 * n - 1:2, j:j + 2 * n - 1:2, :]
-                            for i in range(3) for j in range(3)], axis=-1)
-
-
-class _Weights(nn.Module):
-    """The kernel and bias of one conv or dense layer, created as nn.Conv / nn.Dense would."""
-
-    kernel_shape: Sequence[int]
-
-    @nn.compact
-    def __call__(self):
-        kernel = self.param("kernel", nn.initializers.lecun_normal(), tuple(self.kernel_shape),
-                            jnp.float32)
-        bias = self.param("bias", nn.initializers.zeros, (self.kernel_shape[-1],), jnp.float32)
-        return kernel, bias
-
-
 class GradualStyleBlock(nn.Module):
-    """The parameters of one style block: `num_convs` convs 3x3 (`conv_k`) and a dense (`linear`).
-
-    Calling it returns [(kernel (3, 3, 512, 512), bias (512,)), ..., (kernel (512, 512), bias)];
-    the blocks that read the same map are computed together by `style_group`.
-    """
+    """(B, S, S, 512) -> (B, 512): stride-2 convs with LeakyReLU(0.01) to 1 x 1, then a dense."""
 
     num_convs: int
     width: int = 512
+    dtype: Any = jnp.float32
 
     @nn.compact
-    def __call__(self):
-        w = self.width
-        convs = [_Weights((3, 3, w, w), name=f"conv_{k}")() for k in range(self.num_convs)]
-        return convs + [_Weights((w, w), name="linear")()]
-
-
-def style_group(features: jax.Array, blocks: Sequence[Sequence[tuple]], dtype) -> jax.Array:
-    """n style blocks on one map: (B, S, S, 512) -> (n, B, 512) in `dtype`.
-
-    Each block is log2(S) x [conv 3x3 stride 2 pad 1 (bias) -> LeakyReLU(0.01)] down to 1 x 1,
-    then a dense. Every convolution is computed as the product of its 3x3 windows
-    (`_stride2_patches`) with the kernel reshaped to (9 C, C) (a free reshape of HWIO): the same
-    sums as the convolution in another order, and the windows of the shared map are cut once for
-    all n blocks. On XLA:CPU this is faster than stride-2 convolutions (the whole e4e 1.17x at
-    batch 1 and 1.35x at batch 8 on a 2-core machine), above all on the small maps, where a
-    convolution call costs more than its arithmetic. Kernels are used where they lie: stacking
-    the n kernels into one product copies them (tens of MB) at every call and was slower.
-    """
-    size = features.shape[1]
-    if 2 ** (len(blocks[0]) - 1) != size:
-        raise ValueError(f"style blocks of {len(blocks[0]) - 1} convs cannot reduce a "
-                         f"{size}x{size} map to 1x1")
-
-    def conv(windows, kernel, bias):
-        y = jnp.dot(windows, kernel.reshape(-1, kernel.shape[-1]).astype(dtype)) + bias.astype(dtype)
-        return nn.leaky_relu(y, negative_slope=0.01)
-
-    shared = _stride2_patches(features.astype(dtype))
-    styles = []
-    for block in blocks:
-        x = conv(shared, *block[0])
-        for kernel, bias in block[1:-1]:
-            x = conv(_stride2_patches(x), kernel, bias)
-        kernel, bias = block[-1]
-        styles.append(jnp.dot(x[:, 0, 0], kernel.astype(dtype)) + bias.astype(dtype))
-    return jnp.stack(styles)
+    def __call__(self, x):
+        for k in range(self.num_convs):
+            x = nn.Conv(self.width, (3, 3), strides=2, padding=((1, 1), (1, 1)), dtype=self.dtype,
+                        name=f"conv_{k}")(x)
+            x = nn.leaky_relu(x, negative_slope=0.01)
+        if x.shape[1:3] != (1, 1):
+            raise ValueError(f"GradualStyleBlock: {self.num_convs} convs leave a "
+                             f"{x.shape[1]}x{x.shape[2]} map, expected 1x1")
+        x = x.reshape(x.shape[0], self.width)
+        return nn.Dense(self.width, dtype=self.dtype, name="linear")(x)
 
 
 class Encoder4Editing(nn.Module):
@@ -137,20 +82,22 @@ class Encoder4Editing(nn.Module):
         if x.ndim != 4 or x.shape[1:] != (E4E_INPUT_SIZE, E4E_INPUT_SIZE, 3):
             raise ValueError(f"Encoder4Editing: expected (B, 256, 256, 3) images, got {x.shape}")
         _, c1, c2, c3 = IRSEBody(self.units, dt, name="body")(x)
-        blocks = [GradualStyleBlock(style_block_convs(i), name=f"styles_{i}")()
-                  for i in range(self.n_styles)]
-        bounds = [0, min(COARSE_END, self.n_styles), min(MIDDLE_END, self.n_styles), self.n_styles]
-        features, styles = c3, []
-        for g, (lateral_name, tap) in enumerate(((None, None), ("latlayer1", c2), ("latlayer2", c1))):
-            if bounds[g] == bounds[g + 1]:
-                break
-            if lateral_name:
-                lateral = nn.Conv(512, (1, 1), dtype=dt, name=lateral_name)(tap)
+
+        def style(i, features):
+            return GradualStyleBlock(style_block_convs(i), dtype=dt, name=f"styles_{i}")(features)
+
+        w0 = style(0, c3).astype(jnp.float32)
+        deltas = [jnp.zeros_like(w0)]
+        features = c3
+        for i in range(1, self.n_styles):
+            if i == COARSE_END:
+                lateral = nn.Conv(512, (1, 1), dtype=dt, name="latlayer1")(c2)
                 features = resize_bilinear_align_corners(features, lateral.shape[1:3]) + lateral
-            styles.append(style_group(features, blocks[bounds[g]:bounds[g + 1]], dt))
-        styles = jnp.concatenate(styles).astype(jnp.float32)  # (n_styles, B, 512)
-        # w_0 = style_0(c3); w_i = w_0 + style_i(features_i) for i >= 1
-        w = styles[0][:, None, :] + jnp.moveaxis(styles, 0, 1).at[:, 0].set(0.0)
+            elif i == MIDDLE_END:
+                lateral = nn.Conv(512, (1, 1), dtype=dt, name="latlayer2")(c1)
+                features = resize_bilinear_align_corners(features, lateral.shape[1:3]) + lateral
+            deltas.append(style(i, features).astype(jnp.float32))
+        w = w0[:, None, :] + jnp.stack(deltas, axis=1)
         latent_avg = self.param("latent_avg", nn.initializers.zeros, (self.n_styles, 512), jnp.float32)
         return w + latent_avg[None]
 
