@@ -5,6 +5,7 @@ Many tests compile the same small networks; caching compiled executables on disk
 folder per user, never in the repository) cuts the suite's wall time on 2-core CI machines.
 """
 
+import functools
 import gzip
 import os
 import tempfile
@@ -20,10 +21,11 @@ jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 _FLAME_GZ = os.path.join(os.path.dirname(__file__), "fixtures", "flame", "generic_model.pkl.gz")
 
 
+@functools.lru_cache(maxsize=None)
 def flame_model_pkl() -> str:
     """The path of the synthetic FLAME `generic_model.pkl` (tracked gzipped: 3.4 instead of 6.3
     MB), unpacked once per content into a per-user temporary folder (atomically: the xdist
-    workers may unpack it at the same time)."""
+    workers may unpack it at the same time); later calls in a process return the path directly."""
     with gzip.open(_FLAME_GZ, "rb") as f:
         data = f.read()
     folder = os.path.join(tempfile.gettempdir(), f"stylemask-jax-fixtures-{os.getuid()}")
