@@ -9,10 +9,14 @@ The checkpoint is `{'state_dict': {'encoder.*', 'decoder.*'}, 'latent_avg', 'opt
 Key mapping (within `encoder.`; the IR-SE body as in `convert_weights.irse`):
 
   input_layer.*, body.{n}.*        body/...  (IRSEBody)
-  styles.{i}.convs.{2k}            styles_{i}/conv_{k}   (OIHW -> HWIO, bias)
-  styles.{i}.linear                styles_{i}/linear     (EqualLinear: kernel = W^T / sqrt(512))
+  styles.{i}.convs.{2k}            conv_{k} of the group of block i (OIHW -> HWIO, bias)
+  styles.{i}.linear                linear of the group of block i (EqualLinear: kernel = W^T / sqrt(512))
   latlayer1, latlayer2             latlayer1, latlayer2  (1x1 convs, bias)
   latent_avg (top level)           latent_avg (n_styles, 512); a (512,) average is repeated
+
+The style blocks are read one by one (`styles_{i}/conv_{k}`, `styles_{i}/linear`) and then
+stacked into the groups of `GradualStyleGroup` (`styles_coarse`, `styles_middle`, `styles_fine`:
+blocks 0-2, 3-6, 7-; `models.e4e.group_style_blocks`).
 """
 
 from __future__ import annotations
@@ -24,14 +28,10 @@ import numpy as np
 from convert_weights.common import ConversionError, StateDict, count_params, torch_conv
 from convert_weights.irse import convert_body, infer_units
 from convert_weights.torch_reader import load_torch_file
+from stylemask_jax.models.e4e import COARSE_END, MIDDLE_END, group_style_blocks, style_block_convs
 
 DESCRIPTION = "e4e inversion encoder (e4e_ffhq_encode.pt); optionally its embedded StyleGAN2 generator"
 WIDTH = 512
-COARSE_END, MIDDLE_END = 3, 7  # as in stylemask_jax.models.e4e
-
-
-def _style_convs(index: int) -> int:
-    return 4 if index < COARSE_END else 5 if index < MIDDLE_END else 6
 
 
 def _split_checkpoint(obj, source: str) -> tuple[dict, dict, object]:
@@ -85,7 +85,7 @@ def convert_encoder(sd: StateDict, latent_avg) -> tuple[dict, dict]:
     n_styles = _count_styles(sd)
     for i in range(n_styles):
         block = {}
-        for k in range(_style_convs(i)):
+        for k in range(style_block_convs(i)):
             block[f"conv_{k}"] = _conv_with_bias(sd, f"styles.{i}.convs.{2 * k}", WIDTH, WIDTH, 3)
         weight = sd.take(f"styles.{i}.linear.weight", (WIDTH, WIDTH))
         block["linear"] = {"kernel": np.ascontiguousarray(weight.T / np.float32(np.sqrt(WIDTH))),
@@ -108,6 +108,7 @@ def convert_encoder(sd: StateDict, latent_avg) -> tuple[dict, dict]:
         raise ConversionError(f"{sd.source}: 'latent_avg' has shape {tuple(latent_avg.shape)}, "
                               f"expected ({n_styles}, {WIDTH}) or ({WIDTH},)")
     params["latent_avg"] = latent_avg.astype(np.float32)
+    params = group_style_blocks(params, n_styles)
     return {"params": params, "batch_stats": stats}, {"n_styles": n_styles, "units": units}
 
 

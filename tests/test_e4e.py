@@ -16,8 +16,8 @@ import pytest
 from convert_weights.common import ConversionError, StateDict
 from convert_weights.e4e import convert_e4e, convert_encoder
 from convert_weights.torch_reader import load_torch_file
-from stylemask_jax.models.e4e import (Encoder4Editing, e4e_from_arch, e4e_input, n_styles_for,
-                                      style_block_convs)
+from stylemask_jax.models.e4e import (Encoder4Editing, e4e_from_arch, e4e_input, load_e4e,
+                                      n_styles_for, style_block_convs, style_groups)
 from stylemask_jax.models.irse import IRSEBody
 
 FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures", "e4e")
@@ -137,9 +137,36 @@ def test_checkpoint_level_errors(tmp_path):
     assert arch["n_styles"] == 10
 
 
+def _per_block(params, n_styles):
+    """The grouped style parameters split back into the per-block layout
+    (`styles_{i}/conv_{k}`, `styles_{i}/linear`) of directories converted before the groups."""
+    out = {k: v for k, v in params.items() if k not in {g[0] for g in style_groups(n_styles)}}
+    for name, first, end in style_groups(n_styles):
+        for j, i in enumerate(range(first, end)):
+            out[f"styles_{i}"] = {
+                layer: {"kernel": np.take(w["kernel"], j, axis=3 if layer == "conv_0" else 0),
+                        "bias": w["bias"][j]}
+                for layer, w in params[name].items()}
+    return out
+
+
+def test_directories_in_the_per_block_layout_still_load(tmp_path):
+    from stylemask_jax.weights import save_weights
+    variables, arch = _converted()
+    old = dict(variables, params=_per_block(variables["params"], arch["n_styles"]))
+    assert old["params"]["styles_8"]["conv_0"]["kernel"].shape == (3, 3, 512, 512)
+    assert old["params"]["styles_8"]["linear"]["kernel"].shape == (512, 512)
+    save_weights(tmp_path / "old", "e4e", old, arch)
+    _, loaded = load_e4e(tmp_path / "old")
+    assert jax.tree_util.tree_structure(loaded) == jax.tree_util.tree_structure(variables)
+    jax.tree_util.tree_map(np.testing.assert_array_equal, loaded, variables)
+
+
 def test_layout_helpers():
     assert [n_styles_for(s) for s in (64, 256, 1024)] == [10, 14, 18]
     assert [style_block_convs(i) for i in range(18)] == [4] * 3 + [5] * 4 + [6] * 11
+    assert style_groups(18) == [("styles_coarse", 0, 3), ("styles_middle", 3, 7), ("styles_fine", 7, 18)]
+    assert style_groups(6) == [("styles_coarse", 0, 3), ("styles_middle", 3, 6)]
     with pytest.raises(ValueError):
         n_styles_for(1000)
 

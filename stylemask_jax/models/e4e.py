@@ -12,6 +12,15 @@ Maps an aligned face (B, 256, 256, 3) in [-1, 1] to W+ codes (B, n_styles, 512):
              with bilinear align_corners=True upsampling and 1x1 lateral convs (bias)
   codes      w_0 = style_0(c3);  w_i = w_0 + style_i(features_i) for i >= 1;  W+ = w + latent_avg
 
+The style blocks that read the same map form a group (`STYLE_GROUPS`: coarse, middle, fine),
+computed together by `GradualStyleGroup` with the blocks' parameters stacked: the first
+convolutions of a group are one product of the map's 3x3 windows with all the blocks' kernels
+side by side, every later level one batched product. This is the same arithmetic as the
+per-block convolutions (checked against the official code) but much faster on CPU, where XLA's
+stride-2 convolutions on small maps cost far more than their arithmetic
+(`benchmarks/results/irse.md`). The official checkpoint's per-block layout is converted by
+`group_style_blocks`.
+
 `latent_avg` (n_styles, 512) is a float32 parameter (`params['latent_avg']`), taken from the
 checkpoint. n_styles = 2 log2(output_size) - 2 (18 for a 1024 generator). `dtype` is the
 compute dtype; parameters and the returned codes are float32.
@@ -21,6 +30,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from typing import Any, Sequence
 
 import flax.linen as nn
@@ -49,24 +59,108 @@ def style_block_convs(index: int) -> int:
     return 4 if index < COARSE_END else 5 if index < MIDDLE_END else 6
 
 
-class GradualStyleBlock(nn.Module):
-    """(B, S, S, 512) -> (B, 512): stride-2 convs with LeakyReLU(0.01) to 1 x 1, then a dense."""
+STYLE_GROUPS = (("styles_coarse", 0, COARSE_END), ("styles_middle", COARSE_END, MIDDLE_END),
+                ("styles_fine", MIDDLE_END, None))
 
+
+def style_groups(n_styles: int) -> list[tuple[str, int, int]]:
+    """The non-empty groups of an encoder with `n_styles` codes: [(name, first code, end code)]."""
+    groups = [(name, first, n_styles if end is None else min(end, n_styles))
+              for name, first, end in STYLE_GROUPS]
+    return [g for g in groups if g[2] > g[1]]
+
+
+def _stride2_windows(x: jax.Array, h_axis: int) -> jax.Array:
+    """The 3x3 windows of a stride-2, pad-1 convolution over axes (h_axis, h_axis + 1) of x,
+    concatenated on the last (channel) axis in (dy, dx, channel) order: (..., H, W, ..., C) ->
+    (..., ceil(H/2), ceil(W/2), ..., 9C), so that a product with an HWIO kernel reshaped to
+    (9C, C_out) is the convolution."""
+    h, w = x.shape[h_axis], x.shape[h_axis + 1]
+    ho, wo = (h + 1) // 2, (w + 1) // 2
+    pad = [(0, 0)] * x.ndim
+    pad[h_axis] = pad[h_axis + 1] = (1, 1)
+    padded = jnp.pad(x, pad)
+    windows = []
+    for dy in range(3):
+        for dx in range(3):
+            index = [slice(None)] * x.ndim
+            index[h_axis] = slice(dy, dy + 2 * ho - 1, 2)
+            index[h_axis + 1] = slice(dx, dx + 2 * wo - 1, 2)
+            windows.append(padded[tuple(index)])
+    return jnp.concatenate(windows, axis=-1)
+
+
+def _fan_in_init(batch_axis: int):
+    """LeCun normal (as nn.Conv / nn.Dense) for a stack of kernels: fan-in counted per block."""
+    in_axis = -3 if batch_axis == -2 else -2
+    return nn.initializers.variance_scaling(1.0, "fan_in", "truncated_normal", in_axis=in_axis,
+                                            out_axis=-1, batch_axis=(batch_axis,))
+
+
+class _StackedWeights(nn.Module):
+    """A kernel of `shape` whose `batch_axis` indexes the blocks, and a (blocks, width) bias."""
+
+    shape: tuple
+    batch_axis: int
+
+    @nn.compact
+    def __call__(self):
+        kernel = self.param("kernel", _fan_in_init(self.batch_axis), self.shape, jnp.float32)
+        bias = self.param("bias", nn.initializers.zeros,
+                          (self.shape[self.batch_axis], self.shape[-1]), jnp.float32)
+        return kernel, bias
+
+
+class GradualStyleGroup(nn.Module):
+    """`count` GradualStyleBlocks reading the same (B, S, S, C) map -> (B, count, width).
+
+    Parameters (n = count, C = width = 512), the blocks' parameters stacked:
+      conv_0/kernel (3, 3, C_in, n, C), conv_0/bias (n, C): the blocks' first convolutions side
+          by side, computed as one product of the map's 3x3 windows with a (9 C_in, n C) matrix
+      conv_k/kernel (n, 3, 3, C, C), conv_k/bias (n, C) for k >= 1: one batched product each
+      linear/kernel (n, C, C), linear/bias (n, C)
+    """
+
+    count: int
     num_convs: int
     width: int = 512
     dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, x):
-        for k in range(self.num_convs):
-            x = nn.Conv(self.width, (3, 3), strides=2, padding=((1, 1), (1, 1)), dtype=self.dtype,
-                        name=f"conv_{k}")(x)
-            x = nn.leaky_relu(x, negative_slope=0.01)
-        if x.shape[1:3] != (1, 1):
-            raise ValueError(f"GradualStyleBlock: {self.num_convs} convs leave a "
-                             f"{x.shape[1]}x{x.shape[2]} map, expected 1x1")
-        x = x.reshape(x.shape[0], self.width)
-        return nn.Dense(self.width, dtype=self.dtype, name="linear")(x)
+        n, c, dt = self.count, self.width, self.dtype
+        batch, _, _, c_in = x.shape
+        kernel, bias = _StackedWeights((3, 3, c_in, n, c), -2, name="conv_0")()
+        y = jnp.dot(_stride2_windows(x.astype(dt), 1), kernel.reshape(9 * c_in, n * c).astype(dt))
+        y = nn.leaky_relu(y + bias.reshape(n * c).astype(dt), negative_slope=0.01)
+        y = jnp.moveaxis(y.reshape(*y.shape[:3], n, c), 3, 0)  # (n, B, S/2, S/2, C)
+        for k in range(1, self.num_convs):
+            kernel, bias = _StackedWeights((n, 3, 3, c, c), 0, name=f"conv_{k}")()
+            y = jnp.einsum("nbhwk,nkc->nbhwc", _stride2_windows(y, 2),
+                           kernel.reshape(n, 9 * c, c).astype(dt))
+            y = nn.leaky_relu(y + bias[:, None, None, None].astype(dt), negative_slope=0.01)
+        if y.shape[2:4] != (1, 1):
+            raise ValueError(f"GradualStyleGroup: {self.num_convs} convs leave a "
+                             f"{y.shape[2]}x{y.shape[3]} map, expected 1x1")
+        kernel, bias = _StackedWeights((n, c, c), 0, name="linear")()
+        return jnp.einsum("nbk,nkc->bnc", y.reshape(n, batch, c), kernel.astype(dt)) + bias.astype(dt)
+
+
+def group_style_blocks(params: dict, n_styles: int) -> dict:
+    """Per-block style parameters, `styles_{i}/conv_{k}/{kernel (3, 3, C, C), bias}` and
+    `styles_{i}/linear` (the official checkpoint's layout, and that of directories converted
+    before the groups) -> the stacked `GradualStyleGroup` layout, `styles_coarse/...` etc.
+    Other entries are kept; the input is not modified."""
+    out = {k: v for k, v in params.items() if not re.fullmatch(r"styles_\d+", k)}
+    for name, first, end in style_groups(n_styles):
+        blocks = [params[f"styles_{i}"] for i in range(first, end)]
+        group = {}
+        for layer in blocks[0]:
+            axis = 3 if layer == "conv_0" else 0
+            group[layer] = {"kernel": np.stack([np.asarray(b[layer]["kernel"]) for b in blocks], axis),
+                            "bias": np.stack([np.asarray(b[layer]["bias"]) for b in blocks])}
+        out[name] = group
+    return out
 
 
 class Encoder4Editing(nn.Module):
@@ -82,22 +176,17 @@ class Encoder4Editing(nn.Module):
         if x.ndim != 4 or x.shape[1:] != (E4E_INPUT_SIZE, E4E_INPUT_SIZE, 3):
             raise ValueError(f"Encoder4Editing: expected (B, 256, 256, 3) images, got {x.shape}")
         _, c1, c2, c3 = IRSEBody(self.units, dt, name="body")(x)
-
-        def style(i, features):
-            return GradualStyleBlock(style_block_convs(i), dtype=dt, name=f"styles_{i}")(features)
-
-        w0 = style(0, c3).astype(jnp.float32)
-        deltas = [jnp.zeros_like(w0)]
-        features = c3
-        for i in range(1, self.n_styles):
-            if i == COARSE_END:
-                lateral = nn.Conv(512, (1, 1), dtype=dt, name="latlayer1")(c2)
+        features, codes = c3, []
+        for name, first, end in style_groups(self.n_styles):
+            if first in (COARSE_END, MIDDLE_END):
+                lateral_name, lateral_in = (("latlayer1", c2) if first == COARSE_END
+                                            else ("latlayer2", c1))
+                lateral = nn.Conv(512, (1, 1), dtype=dt, name=lateral_name)(lateral_in)
                 features = resize_bilinear_align_corners(features, lateral.shape[1:3]) + lateral
-            elif i == MIDDLE_END:
-                lateral = nn.Conv(512, (1, 1), dtype=dt, name="latlayer2")(c1)
-                features = resize_bilinear_align_corners(features, lateral.shape[1:3]) + lateral
-            deltas.append(style(i, features).astype(jnp.float32))
-        w = w0[:, None, :] + jnp.stack(deltas, axis=1)
+            group = GradualStyleGroup(end - first, style_block_convs(first), dtype=dt, name=name)
+            codes.append(group(features).astype(jnp.float32))
+        codes = jnp.concatenate(codes, axis=1)  # (B, n_styles, 512): style_i(features_i)
+        w = codes.at[:, 0].set(0.0) + codes[:, :1]
         latent_avg = self.param("latent_avg", nn.initializers.zeros, (self.n_styles, 512), jnp.float32)
         return w + latent_avg[None]
 
@@ -126,6 +215,8 @@ def load_e4e(weights_dir: str | os.PathLike, dtype=jnp.float32) -> tuple[Encoder
     """
     from stylemask_jax.weights import load_weights
     variables, arch = load_weights(weights_dir, "e4e")
+    if "styles_0" in variables["params"]:  # converted before the style groups
+        variables = dict(variables, params=group_style_blocks(variables["params"], int(arch["n_styles"])))
     return e4e_from_arch(arch, dtype), variables
 
 
