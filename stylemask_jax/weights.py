@@ -81,6 +81,14 @@ def read_header(weights_dir: str | os.PathLike, kind: str | None = None) -> dict
     return header["arch"]
 
 
+def on_device(tree: Any) -> Any:
+    """`tree` with its leaves placed on the default device, once. Jitted calls then use the
+    parameters where they are; numpy leaves would be copied in at every call (on CPU unless
+    64-byte aligned, which Orbax's restored arrays are not: +290 ms, 45%, per batch-1 e4e call
+    measured; on an accelerator always)."""
+    return jax.device_put(tree)
+
+
 def load_weights(weights_dir: str | os.PathLike, kind: str | None = None) -> tuple[Any, dict]:
     """Loads `(params, arch)` from a directory written by `save_weights` (numpy leaves)."""
     arch = read_header(weights_dir, kind)

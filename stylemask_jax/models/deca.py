@@ -182,13 +182,13 @@ def init_deca(key: jax.Array, blocks: Sequence[int] = RESNET50_BLOCKS,
 def load_deca(weights_dir, dtype: Any = jnp.float32) -> tuple[DecaEncoder, dict]:
     """Loads a directory written by `stylemask convert deca` -> (DecaEncoder, variables).
 
-    `variables` is {'params': ..., 'batch_stats': ...} with numpy float32 leaves.
+    `variables` is {'params': ..., 'batch_stats': ...}, float32 arrays on the default device.
     Raises WeightsError if the directory is missing or holds another network.
     """
-    from stylemask_jax.weights import WeightsError, load_weights
+    from stylemask_jax.weights import WeightsError, load_weights, on_device
     variables, arch = load_weights(weights_dir, "deca")
     blocks = tuple(int(b) for b in arch.get("blocks", ()))
     if len(blocks) != 4 or min(blocks) < 1:
         raise WeightsError(f"{weights_dir}: model.json has blocks {arch.get('blocks')}, "
                            "expected four positive counts")
-    return DecaEncoder(blocks=blocks, dtype=dtype), variables
+    return DecaEncoder(blocks=blocks, dtype=dtype), on_device(variables)

@@ -210,14 +210,14 @@ def e4e_from_arch(arch: dict, dtype=jnp.float32) -> Encoder4Editing:
 def load_e4e(weights_dir: str | os.PathLike, dtype=jnp.float32) -> tuple[Encoder4Editing, dict]:
     """Loads a directory written by `stylemask convert e4e` -> (module, variables).
 
-    `variables` = `{'params': ..., 'batch_stats': ...}` (numpy leaves), for
+    `variables` = `{'params': ..., 'batch_stats': ...}` (arrays on the default device), for
     `module.apply(variables, images)`.
     """
-    from stylemask_jax.weights import load_weights
+    from stylemask_jax.weights import load_weights, on_device
     variables, arch = load_weights(weights_dir, "e4e")
     if "styles_0" in variables["params"]:  # converted before the style groups
         variables = dict(variables, params=group_style_blocks(variables["params"], int(arch["n_styles"])))
-    return e4e_from_arch(arch, dtype), variables
+    return e4e_from_arch(arch, dtype), on_device(variables)
 
 
 def init_e4e(key: jax.Array, n_styles: int = 18, units: Sequence[int] = UNITS_BY_DEPTH[50],

@@ -207,9 +207,9 @@ def irse_from_arch(arch: dict, dtype=jnp.float32) -> IRSE:
 def load_irse(weights_dir: str | os.PathLike, dtype=jnp.float32) -> tuple[IRSE, dict]:
     """Loads a directory written by `stylemask convert irse` -> (module, variables).
 
-    `variables` is `{'params': ..., 'batch_stats': ...}` (numpy leaves), ready for
-    `module.apply(variables, x)` or `face_embeddings(module, variables, images)`.
+    `variables` is `{'params': ..., 'batch_stats': ...}` (arrays on the default device), ready
+    for `module.apply(variables, x)` or `face_embeddings(module, variables, images)`.
     """
-    from stylemask_jax.weights import load_weights
+    from stylemask_jax.weights import load_weights, on_device
     variables, arch = load_weights(weights_dir, "irse")
-    return irse_from_arch(arch, dtype), variables
+    return irse_from_arch(arch, dtype), on_device(variables)
