@@ -144,7 +144,8 @@ def _per_block(params, n_styles):
     for name, first, end in style_groups(n_styles):
         for j, i in enumerate(range(first, end)):
             out[f"styles_{i}"] = {
-                layer: {"kernel": np.take(w["kernel"], j, axis=3 if layer == "conv_0" else 0),
+                layer: {"kernel": (w["kernel"][j] if layer == "linear"
+                                   else np.transpose(w["kernel"][j], (1, 2, 3, 0))),  # OHWI -> HWIO
                         "bias": w["bias"][j]}
                 for layer, w in params[name].items()}
     return out
