@@ -27,7 +27,7 @@ from stylemask_jax.outputs import check_output_dir, removed_on_failure
 from stylemask_jax.models.mask_net import MaskNet, init_mask_net
 from stylemask_jax.models.stylegan2 import Generator, init_variables, load_generator
 from stylemask_jax.sharding import data_mesh, round_to_mesh
-from stylemask_jax.weights import load_weights, on_device
+from stylemask_jax.weights import load_weights
 
 
 @dataclasses.dataclass
@@ -47,7 +47,7 @@ def load_mask_net(mask_dir: str, generator: Generator, dtype=jnp.float32) -> tup
         raise UserInputError(
             f"{mask_dir}: mask network widths {widths} do not match the generator's style widths "
             f"{list(generator.style_dims)} (a mask network for another generator?)")
-    return MaskNet(tuple(widths), dtype=dtype), on_device(variables)
+    return MaskNet(tuple(widths), dtype=dtype), variables
 
 
 def load_models(generator_dir: str, mask_net_dir: str, dtype=jnp.float32) -> Models:

@@ -90,7 +90,8 @@ def on_device(tree: Any) -> Any:
 
 
 def load_weights(weights_dir: str | os.PathLike, kind: str | None = None) -> tuple[Any, dict]:
-    """Loads `(params, arch)` from a directory written by `save_weights` (numpy leaves)."""
+    """Loads `(params, arch)` from a directory written by `save_weights`; the leaves are placed
+    on the default device (`on_device`)."""
     arch = read_header(weights_dir, kind)
     params_path = os.path.join(os.path.abspath(os.fspath(weights_dir)), _PARAMS)
     if not os.path.isdir(params_path):
@@ -99,4 +100,4 @@ def load_weights(weights_dir: str | os.PathLike, kind: str | None = None) -> tup
         params = _checkpointer().restore(params_path)
     except Exception as err:  # orbax raises many types; report them all the same way
         raise WeightsError(f"{params_path}: cannot restore ({type(err).__name__}: {err})") from None
-    return jax.tree_util.tree_map(np.asarray, params), arch
+    return on_device(params), arch

@@ -185,10 +185,10 @@ def load_deca(weights_dir, dtype: Any = jnp.float32) -> tuple[DecaEncoder, dict]
     `variables` is {'params': ..., 'batch_stats': ...}, float32 arrays on the default device.
     Raises WeightsError if the directory is missing or holds another network.
     """
-    from stylemask_jax.weights import WeightsError, load_weights, on_device
+    from stylemask_jax.weights import WeightsError, load_weights
     variables, arch = load_weights(weights_dir, "deca")
     blocks = tuple(int(b) for b in arch.get("blocks", ()))
     if len(blocks) != 4 or min(blocks) < 1:
         raise WeightsError(f"{weights_dir}: model.json has blocks {arch.get('blocks')}, "
                            "expected four positive counts")
-    return DecaEncoder(blocks=blocks, dtype=dtype), on_device(variables)
+    return DecaEncoder(blocks=blocks, dtype=dtype), variables

@@ -239,9 +239,10 @@ def load_e4e(weights_dir: str | os.PathLike, dtype=jnp.float32) -> tuple[Encoder
     """
     from stylemask_jax.weights import load_weights, on_device
     variables, arch = load_weights(weights_dir, "e4e")
-    if "styles_0" in variables["params"]:  # converted before the style groups
-        variables = dict(variables, params=group_style_blocks(variables["params"], int(arch["n_styles"])))
-    return e4e_from_arch(arch, dtype), on_device(variables)
+    if "styles_0" in variables["params"]:  # converted before the style groups: restack, place again
+        variables = on_device(dict(variables, params=group_style_blocks(variables["params"],
+                                                                        int(arch["n_styles"]))))
+    return e4e_from_arch(arch, dtype), variables
 
 
 def init_e4e(key: jax.Array, n_styles: int = 18, units: Sequence[int] = UNITS_BY_DEPTH[50],

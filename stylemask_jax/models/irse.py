@@ -210,6 +210,6 @@ def load_irse(weights_dir: str | os.PathLike, dtype=jnp.float32) -> tuple[IRSE, 
     `variables` is `{'params': ..., 'batch_stats': ...}` (arrays on the default device), ready
     for `module.apply(variables, x)` or `face_embeddings(module, variables, images)`.
     """
-    from stylemask_jax.weights import load_weights, on_device
+    from stylemask_jax.weights import load_weights
     variables, arch = load_weights(weights_dir, "irse")
-    return irse_from_arch(arch, dtype), on_device(variables)
+    return irse_from_arch(arch, dtype), variables

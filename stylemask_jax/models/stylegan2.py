@@ -283,8 +283,7 @@ def load_generator(weights_dir, dtype=jnp.float32):
         raise WeightsError(f"{weights_dir}: bad generator arch in model.json ({err})") from None
     if not isinstance(tree, dict) or "params" not in tree or "buffers" not in tree:
         raise WeightsError(f"{weights_dir}: expected 'params' and 'buffers' in the stylegan2 weights")
-    variables = jax.tree_util.tree_map(jnp.asarray, {"params": tree["params"],
-                                                     "buffers": tree["buffers"]})
+    variables = {"params": tree["params"], "buffers": tree["buffers"]}  # on the device already
     expected = jax.eval_shape(lambda: init_variables(gen, jax.random.key(0)))
     got = jax.tree_util.tree_map(lambda x: x.shape, variables)
     want = jax.tree_util.tree_map(lambda x: x.shape, expected)
