@@ -91,20 +91,14 @@ def _stride2_windows(x: jax.Array, h_axis: int, c_axis: int) -> jax.Array:
     pick[h_axis] = slice(None)
     pick[h_axis + 1] = (2 * np.arange(wo)[:, None] + np.arange(3)).reshape(-1)
     cut = rows[tuple(pick)]  # W -> (wo, dx) flattened
-    lead, trail = x.shape[:h_axis], x.shape[h_axis + 2:]
-    cut = cut.reshape(*lead, ho, 3, wo, 3, *trail)
-    # new axes: lead..., ho, dy, wo, dx, trail...; put (dy, dx) just before the channel axis
-    new_index = list(range(h_axis)) + [None, None] + [h_axis + 4 + i for i in range(len(trail))]
-    new_index[h_axis], new_index[h_axis + 1] = h_axis, h_axis + 2
-    order = []
-    for axis in range(x.ndim):
-        if axis == c_axis:
-            order += [h_axis + 1, h_axis + 3]
-        order.append(new_index[axis])
-    shape = [x.shape[a] if a not in (h_axis, h_axis + 1) else (ho if a == h_axis else wo)
-             for a in range(x.ndim)]
-    shape[c_axis] *= 9
-    return jnp.transpose(cut, order).reshape(shape)
+    cut = cut.reshape(*x.shape[:h_axis], ho, 3, wo, 3, *x.shape[h_axis + 2:])
+    # move the tap axes (dy, dx) to just before the channel axis, then merge them into it
+    taps = (h_axis + 1, h_axis + 3)
+    rest = [a for a in range(cut.ndim) if a not in taps]
+    at = rest.index(c_axis if c_axis < h_axis else c_axis + 2)
+    shape = list(x.shape)
+    shape[h_axis], shape[h_axis + 1], shape[c_axis] = ho, wo, 9 * shape[c_axis]
+    return jnp.transpose(cut, rest[:at] + list(taps) + rest[at:]).reshape(shape)
 
 
 class _StackedWeights(nn.Module):
@@ -200,11 +194,11 @@ class Encoder4Editing(nn.Module):
         if x.ndim != 4 or x.shape[1:] != (E4E_INPUT_SIZE, E4E_INPUT_SIZE, 3):
             raise ValueError(f"Encoder4Editing: expected (B, 256, 256, 3) images, got {x.shape}")
         _, c1, c2, c3 = IRSEBody(self.units, dt, name="body")(x)
+        laterals = {COARSE_END: ("latlayer1", c2), MIDDLE_END: ("latlayer2", c1)}
         features, codes = c3, []
         for name, first, end in style_groups(self.n_styles):
-            if first in (COARSE_END, MIDDLE_END):
-                lateral_name, lateral_in = (("latlayer1", c2) if first == COARSE_END
-                                            else ("latlayer2", c1))
+            if first in laterals:  # the pyramid level this group reads: p2, then p1
+                lateral_name, lateral_in = laterals[first]
                 lateral = nn.Conv(512, (1, 1), dtype=dt, name=lateral_name)(lateral_in)
                 features = resize_bilinear_align_corners(features, lateral.shape[1:3]) + lateral
             group = GradualStyleGroup(end - first, style_block_convs(first), dtype=dt, name=name)
