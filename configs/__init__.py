@@ -10,6 +10,8 @@ import importlib
 import importlib.util
 import os
 
+from stylemask_jax.errors import UserInputError
+
 _HERE = os.path.dirname(os.path.abspath(__file__))
 
 
@@ -21,7 +23,6 @@ def available_configs() -> list[str]:
 
 def load_config(name_or_path: str):
     """A config by name (a configs/*.py file name) or by path to a .py file with get_config()."""
-    from stylemask_jax.errors import UserInputError
     if name_or_path in available_configs():
         return importlib.import_module(f"configs.{name_or_path}").get_config()
     if name_or_path.endswith(".py") and os.path.isfile(name_or_path):
@@ -29,7 +30,7 @@ def load_config(name_or_path: str):
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
         if not hasattr(module, "get_config"):
-            raise UserInputError(f"--config {name_or_path}: defines no get_config()")
+            raise UserInputError(f"{name_or_path} defines no get_config()")
         return module.get_config()
-    raise UserInputError(f"--config: unknown config {name_or_path!r}; expected one of "
+    raise UserInputError(f"unknown config {name_or_path!r}; expected one of "
                          f"{', '.join(available_configs())} or a .py file")

@@ -1,6 +1,9 @@
 """The paper's setup: the official FFHQ-1024 StyleGAN2 and 12 controlled style layers.
 
-    stylemask reenact --config ffhq1024 --generator weights/stylegan2 --mask-net weights/mask_net ...
+    stylemask train --config ffhq1024 --workdir runs/ffhq1024 --config.weights.generator=weights/stylegan2
+    stylemask evaluate --workdir runs/ffhq1024
+
+(`stylemask reenact` takes converted weights, not this config: --generator and --mask-net.)
 """
 
 import ml_collections

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Iterable
 
+import jax
 import numpy as np
 
 from convert_weights.torch_reader import CheckpointError
@@ -107,20 +108,4 @@ def torch_batchnorm(sd: StateDict, prefix: str, channels: int | None = None) -> 
 
 
 def count_params(tree) -> int:
-    import jax
     return int(sum(np.size(x) for x in jax.tree_util.tree_leaves(tree)))
-
-
-def add_checkpoint_arguments(parser, metavar: str, help: str) -> None:
-    """The positional CHECKPOINT and OUT_DIR arguments every one-file converter takes."""
-    parser.add_argument("checkpoint", metavar=metavar, help=help)
-    parser.add_argument("out_dir", metavar="OUT_DIR", help="output weights directory "
-                        "(Orbax + model.json)")
-
-
-def save_converted(args, kind: str, variables, arch: dict, summary: str) -> str:
-    """Writes ARGS.out_dir (honouring --overwrite), prints 'SUMMARY -> OUT_DIR'; returns it."""
-    from stylemask_jax.weights import save_weights
-    out = save_weights(args.out_dir, kind, variables, arch, overwrite=args.overwrite)
-    print(f"{summary} -> {out}")
-    return out

@@ -14,12 +14,10 @@ from __future__ import annotations
 import os
 import re
 
-from convert_weights.common import (ConversionError, StateDict, add_checkpoint_arguments,
-                                    count_params, save_converted, torch_batchnorm, torch_conv,
+from convert_weights.common import (ConversionError, StateDict, torch_batchnorm, torch_conv,
                                     torch_linear)
 from convert_weights.torch_reader import load_torch_file
 
-DESCRIPTION = "DECA deca_model.tar (its E_flame encoder) -> Orbax weights for the DECA encoder"
 KIND = "deca"
 STAGE_WIDTHS = (64, 128, 256, 512)  # the same as stylemask_jax.models.deca.STAGE_WIDTHS
 EXPANSION = 4
@@ -101,15 +99,3 @@ def convert_deca(path: str | os.PathLike) -> tuple[dict, dict]:
         raise ConversionError(f"{source}: no 'E_flame' entry (found {entries}); "
                               "is this DECA's deca_model.tar?")
     return convert_e_flame(checkpoint["E_flame"], source)
-
-
-def add_arguments(parser) -> None:
-    add_checkpoint_arguments(parser, "deca_model.tar",
-                             "the official DECA checkpoint (only its E_flame encoder is read)")
-
-
-def run(args) -> int:
-    variables, arch = convert_deca(args.checkpoint)
-    save_converted(args, KIND, variables, arch, f"deca: E_flame with blocks {arch['blocks']}, "
-                   f"{count_params(variables['params']):,} parameters")
-    return 0

@@ -25,12 +25,12 @@ import re
 
 import numpy as np
 
-from convert_weights.common import ConversionError, StateDict, count_params, torch_conv
+from convert_weights import stylegan2
+from convert_weights.common import ConversionError, StateDict, torch_conv
 from convert_weights.irse import convert_body, infer_units
 from convert_weights.torch_reader import load_torch_file
 from stylemask_jax.models.e4e import COARSE_END, MIDDLE_END, group_style_blocks, style_block_convs
 
-DESCRIPTION = "e4e inversion encoder (e4e_ffhq_encode.pt); optionally its embedded StyleGAN2 generator"
 WIDTH = 512
 
 
@@ -114,51 +114,27 @@ def convert_encoder(sd: StateDict, latent_avg) -> tuple[dict, dict]:
 
 def convert_e4e(path) -> tuple[dict, dict]:
     """Reads an e4e checkpoint (no torch needed) -> ({'params', 'batch_stats'}, arch).
+    The generator entries (`decoder.*`) are ignored here (`convert_e4e_checkpoint` reads them)."""
+    return convert_e4e_checkpoint(path)[0]
 
-    The generator entries (`decoder.*`) are ignored here; see `run` / `--generator-out`.
-    """
+
+def convert_e4e_checkpoint(path, with_generator: bool = False):
+    """-> ((encoder variables, arch), (generator tree, generator arch) or None): the generator
+    (`decoder.*`) is converted too with `with_generator` when the checkpoint has one."""
     source = str(path)
-    encoder, _, latent_avg = _split_checkpoint(load_torch_file(path), source)
-    return convert_encoder(StateDict(encoder, source, prefix="encoder."), latent_avg)
-
-
-def add_arguments(parser) -> None:
-    parser.add_argument("checkpoint", metavar="IN.pt", help="the official e4e checkpoint, "
-                        "e4e_ffhq_encode.pt")
-    parser.add_argument("out_dir", metavar="OUT_DIR", help="directory to write (Orbax + model.json)")
-    parser.add_argument("--generator-out", metavar="DIR", default=None,
-                        help="also convert the checkpoint's StyleGAN2 generator (decoder.*) to DIR")
-
-
-def run(args) -> int:
-    from stylemask_jax.weights import save_weights
-    source = str(args.checkpoint)
-    obj = load_torch_file(args.checkpoint)
+    obj = load_torch_file(path)
     encoder, decoder, latent_avg = _split_checkpoint(obj, source)
-    variables, arch = convert_encoder(StateDict(encoder, source, prefix="encoder."), latent_avg)
+    converted = convert_encoder(StateDict(encoder, source, prefix="encoder."), latent_avg)
     generator = None
-    if args.generator_out:  # converted before anything is written, so errors leave no files
-        if not decoder:
-            raise ConversionError(f"{source}: --generator-out given but the checkpoint has no "
-                                  "'decoder.*' entries")
-        generator = convert_generator(obj, source, variables["params"]["latent_avg"])
-    save_weights(args.out_dir, "e4e", variables, arch, overwrite=args.overwrite)
-    print(f"e4e: {arch['n_styles']} codes, units per stage {arch['units']}, "
-          f"{count_params(variables['params']):,} parameters -> {args.out_dir}")
-    if generator is not None:
-        from convert_weights import stylegan2
-        tree, gen_arch = generator
-        save_weights(args.generator_out, stylegan2.KIND, tree, gen_arch, overwrite=args.overwrite,
-                     what="--generator-out")
-        print(f"e4e: generator ({count_params(tree['params']):,} parameters) -> {args.generator_out}")
-    return 0
+    if with_generator and decoder:
+        generator = convert_generator(obj, source, converted[0]["params"]["latent_avg"])
+    return converted, generator
 
 
 def convert_generator(obj, source: str, wplus_avg: np.ndarray) -> tuple[dict, dict]:
     """The checkpoint's `decoder.*` generator -> (tree, arch) as `stylemask convert stylegan2`
     writes them. The e4e average code (n_styles, 512) repeats the generator's mean latent, so
     when its rows agree that row becomes the generator's `latent_avg` (for truncation)."""
-    from convert_weights import stylegan2
     gen_vars, gen_arch, _ = stylegan2.convert_stylegan2(obj, prefix="decoder.", source=source)
     n_latent = 2 * (int(gen_arch["size"]).bit_length() - 1) - 2
     if gen_arch["style_dim"] != wplus_avg.shape[1]:

@@ -29,7 +29,6 @@ import numpy as np
 from convert_weights.common import ConversionError
 from convert_weights.torch_reader import CheckpointError, restricted_unpickle
 
-DESCRIPTION = "FLAME generic_model.pkl + DECA landmark_embedding.npy -> FLAME model arrays"
 
 N_SHAPE = 100        # identity components DECA uses (of 300 in the file)
 N_EXP = 50           # expression components DECA uses (of 100 in the file)
@@ -228,18 +227,3 @@ def convert_flame(pkl_path, embedding_path) -> tuple[dict, dict]:
 # ---------------------------------------------------------------------------------------------
 # command line
 # ---------------------------------------------------------------------------------------------
-
-def add_arguments(parser) -> None:
-    parser.add_argument("model_pkl", metavar="generic_model.pkl",
-                        help="FLAME 2020 model file (from https://flame.is.tue.mpg.de)")
-    parser.add_argument("embedding_npy", metavar="landmark_embedding.npy",
-                        help="DECA's landmark embedding (DECA repository, data/)")
-    parser.add_argument("out_dir", metavar="OUT_DIR", help="output directory")
-
-
-def run(args) -> int:
-    from stylemask_jax.weights import save_weights
-    arrays, arch = convert_flame(args.model_pkl, args.embedding_npy)
-    out = save_weights(args.out_dir, "flame", arrays, arch, overwrite=args.overwrite)
-    print(f"wrote FLAME model ({arch['num_vertices']} vertices, {arch['num_faces']} faces) to {out}")
-    return 0

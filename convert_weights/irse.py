@@ -23,12 +23,10 @@ import re
 
 import numpy as np
 
-from convert_weights.common import (ConversionError, StateDict, add_checkpoint_arguments,
-                                    save_converted, count_params, torch_batchnorm,
+from convert_weights.common import (ConversionError, StateDict, torch_batchnorm,
                                     torch_conv, torch_linear)
 from convert_weights.torch_reader import load_torch_file
 
-DESCRIPTION = "ArcFace IR-SE backbone (model_ir_se50.pth) for the identity loss and CSIM"
 STAGE_WIDTHS = (64, 128, 256, 512)
 
 
@@ -121,14 +119,3 @@ def convert_irse(path) -> tuple[dict, dict]:
     if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
         obj = obj["state_dict"]
     return convert_state_dict(StateDict(obj, str(path)))
-
-
-def add_arguments(parser) -> None:
-    add_checkpoint_arguments(parser, "IN.pth", "the official ArcFace weights, model_ir_se50.pth")
-
-
-def run(args) -> int:
-    variables, arch = convert_irse(args.checkpoint)
-    save_converted(args, "irse", variables, arch, f"irse: units per stage {arch['units']}, "
-                   f"{count_params(variables['params']):,} parameters")
-    return 0

@@ -16,10 +16,9 @@ import re
 
 import numpy as np
 
-from convert_weights.common import ConversionError, StateDict, count_params, torch_linear
+from convert_weights.common import ConversionError, StateDict, torch_linear
 from convert_weights.torch_reader import load_torch_file
 
-DESCRIPTION = "StyleMask mask network (e.g. mask_network_1024.pt) -> mask-net weights directory"
 
 _KEY = re.compile(r"network_(\d+)\.masknet\.[02]\.(weight|bias)$")
 _DENSE_INDEX = (("fc1", "0"), ("fc2", "2"))  # our Dense name -> index in the torch Sequential
@@ -98,25 +97,3 @@ def check_widths(widths, generator_widths, source: str) -> None:
         raise ConversionError(
             f"{source}: mask network widths {list(widths)} do not match the generator's style "
             f"widths {generator_widths[: max(len(widths), 1)]}... (a mask network for another generator?)")
-
-
-def add_arguments(parser) -> None:
-    parser.add_argument("checkpoint", help="the official StyleMask checkpoint (.pt)")
-    parser.add_argument("out_dir", help="output weights directory")
-    parser.add_argument("--generator", metavar="DIR", default=None,
-                        help="a converted generator directory: refuse a mask network whose widths "
-                             "do not match it")
-
-
-def run(args) -> int:
-    from stylemask_jax.weights import read_header, save_weights
-    expected = None
-    if args.generator:
-        from stylemask_jax.models.stylegan2 import Generator
-        expected = Generator.from_arch(read_header(args.generator, "stylegan2")).style_dims
-    variables, arch = convert_mask_net(args.checkpoint, expected)
-    out = save_weights(args.out_dir, "mask_net", variables, arch, overwrite=args.overwrite)
-    print(f"mask network: {arch['num_layers_control']} controlled layers, widths {arch['widths']}, "
-          f"{count_params(variables):,} parameters, step {arch['step']}")
-    print(f"wrote {out}")
-    return 0

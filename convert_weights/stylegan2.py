@@ -19,7 +19,6 @@ import numpy as np
 from convert_weights.common import ConversionError, StateDict, count_params
 from convert_weights.torch_reader import load_torch_file
 
-DESCRIPTION = "rosinality StyleGAN2 generator checkpoint (g_ema, latent_avg) -> Orbax weights"
 KIND = "stylegan2"
 _BLUR_TOL = 1e-6
 
@@ -172,23 +171,3 @@ def summary(arch: dict, variables: dict, latent_avg) -> str:
             f"{n_layers} style layers, channels {arch['channels']}, "
             f"{count_params(variables['params']):,} parameters, "
             f"latent_avg {'present' if latent_avg is not None else 'absent'}")
-
-
-def add_arguments(parser) -> None:
-    parser.add_argument("checkpoint", help="rosinality StyleGAN2 .pt (a dict with 'g_ema')")
-    parser.add_argument("out_dir", metavar="OUT_DIR", help="output weights directory")
-    parser.add_argument("--lr-mlp", type=float, default=0.01,
-                        help="mapping network lr multiplier (not stored in checkpoints)")
-
-
-def run(args) -> int:
-    from stylemask_jax.weights import save_weights
-    variables, arch, latent_avg = convert_stylegan2(args.checkpoint, lr_mlp=args.lr_mlp)
-    tree = dict(variables)
-    if latent_avg is not None:
-        tree["latent_avg"] = latent_avg
-    arch = dict(arch, has_latent_avg=latent_avg is not None)
-    save_weights(args.out_dir, KIND, tree, arch, overwrite=args.overwrite)
-    print(summary(arch, variables, latent_avg))
-    print(f"wrote {args.out_dir}")
-    return 0

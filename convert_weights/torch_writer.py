@@ -15,6 +15,8 @@ import zipfile
 
 import numpy as np
 
+from stylemask_jax.outputs import atomic_file
+
 _STORAGE = {np.dtype(np.float32): "FloatStorage", np.dtype(np.float64): "DoubleStorage",
             np.dtype(np.float16): "HalfStorage", np.dtype(np.int64): "LongStorage",
             np.dtype(np.int32): "IntStorage", np.dtype(np.uint8): "ByteStorage",
@@ -115,7 +117,6 @@ class _Emitter:
 
 def save_torch_file(obj, path: str | os.PathLike) -> None:
     """Writes `obj` as a torch zip checkpoint at `path` (atomically, via `outputs.atomic_file`)."""
-    from stylemask_jax.outputs import atomic_file
     with atomic_file(os.fspath(path)) as tmp:
         write_torch_file(obj, tmp, os.fspath(path))
 

@@ -13,6 +13,7 @@ import jax
 import numpy as np
 
 from stylemask_jax.errors import UserInputError
+from stylemask_jax.models.stylegan2 import MEAN_LATENT_SAMPLES, mean_latent
 
 CODE_TYPES = ("auto", "z", "w", "wplus")
 
@@ -37,9 +38,9 @@ def parse_seeds(text: str) -> list[int]:
             else:
                 seeds.append(int(part))
     except ValueError:
-        raise UserInputError(f"--seeds: cannot parse {text!r}; expected e.g. '0-7' or '1,5,9'") from None
+        raise UserInputError(f"cannot parse {text!r}; expected e.g. '0-7' or '1,5,9'") from None
     if not seeds:
-        raise UserInputError("--seeds: no seeds given")
+        raise UserInputError("no seeds given")
     return seeds
 
 
@@ -85,7 +86,7 @@ def load_codes(path: str, code_type: str, style_dim: int, n_latent: int,
                what: str) -> tuple[np.ndarray, str]:
     """A .npy file or a folder of them -> (stacked codes, type). All files must agree in type."""
     if code_type not in CODE_TYPES:
-        raise UserInputError(f"--code-type must be one of {CODE_TYPES}, got {code_type!r}")
+        raise UserInputError(f"code type must be one of {CODE_TYPES}, got {code_type!r}")
     arrays, kinds = [], set()
     for file in _npy_files(path, what):
         array, kind = load_code_file(file, code_type, style_dim, n_latent)
@@ -96,24 +97,24 @@ def load_codes(path: str, code_type: str, style_dim: int, n_latent: int,
     return np.concatenate(arrays, axis=0), kinds.pop()
 
 
-def truncation_mean(gen, variables, latent_avg=None, mean_file: str | None = None,
-                    seed: int = 0) -> np.ndarray:
-    """The mean W (style_dim,) float32 to truncate toward, the first that applies:
-    `mean_file` (--mean-latent, any shape with style_dim floats), the checkpoint's `latent_avg`,
-    else the mapping mean of MEAN_LATENT_SAMPLES z drawn from key(seed)."""
-    from stylemask_jax.models.stylegan2 import MEAN_LATENT_SAMPLES, mean_latent
+def load_mean_latent(path: str, dim: int) -> np.ndarray:
+    """A mean W file (any shape holding `dim` floats) -> (dim,) float32."""
+    try:
+        mean = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as err:
+        raise UserInputError(f"{path}: cannot read ({err})") from None
+    if mean.size != dim or not np.issubdtype(mean.dtype, np.floating):
+        raise UserInputError(f"{path}: shape {mean.shape} dtype {mean.dtype}; "
+                             f"expected {dim} floats, e.g. ({dim},) or (1, {dim})")
+    if not np.all(np.isfinite(mean)):
+        raise UserInputError(f"{path}: contains NaN or Inf")
+    return mean.reshape(dim).astype(np.float32)
+
+
+def truncation_mean(gen, variables, latent_avg=None, seed: int = 0) -> np.ndarray:
+    """The mean W (style_dim,) float32 to truncate toward: the checkpoint's `latent_avg` when it
+    has one, else the mapping mean of MEAN_LATENT_SAMPLES z drawn from key(seed)."""
     dim = gen.style_dim
-    if mean_file:
-        try:
-            mean = np.load(mean_file, allow_pickle=False)
-        except (OSError, ValueError, EOFError) as err:
-            raise UserInputError(f"--mean-latent {mean_file}: cannot read ({err})") from None
-        if mean.size != dim or not np.issubdtype(mean.dtype, np.floating):
-            raise UserInputError(f"--mean-latent {mean_file}: shape {mean.shape} dtype {mean.dtype}; "
-                                 f"expected {dim} floats, e.g. ({dim},) or (1, {dim})")
-        if not np.all(np.isfinite(mean)):
-            raise UserInputError(f"--mean-latent {mean_file}: contains NaN or Inf")
-        return mean.reshape(dim).astype(np.float32)
     if latent_avg is not None:
         return np.asarray(latent_avg, np.float32).reshape(dim)
     return np.asarray(mean_latent(gen, variables, jax.random.key(seed), MEAN_LATENT_SAMPLES),

@@ -1,15 +1,13 @@
-"""Starting JAX's multi-process runtime (`jax.distributed.initialize`) from flags, environment
-variables or cluster auto-detection; must run before anything touches a device.
+"""Starting JAX's multi-process runtime (`jax.distributed.initialize`) from explicit values or
+cluster auto-detection; must run before anything touches a device.
 
     start("10.0.0.1:1234", 2, 0)      # explicit: coordinator host:port, processes, this id
-    start()                           # JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES, JAX_PROCESS_ID
     start(auto=True)                  # none given: JAX detects the cluster (TPU, Slurm, MPI, k8s)
 
-Each value comes from its flag, else from its environment variable. All three given: that
-process group is started (no `--config.multihost` needed). Some given: with `auto` JAX
+All three values given: that process group is started. Some given: with `auto` JAX's
 auto-detection fills in the rest, otherwise a UserInputError. None and not `auto`: one process,
-nothing is started. JAX itself reads only JAX_COORDINATOR_ADDRESS; the other two variables are
-this project's. On the CPU backend the processes talk over gloo
+nothing is started. (`stylemask train` takes each value from its flag, else from the
+JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES and JAX_PROCESS_ID environment variables.) On the CPU backend the processes talk over gloo
 (`jax_cpu_collectives_implementation`, the default in current JAX).
 
 Gloo sets up the connections of a group of devices at the first collective over that group, and
@@ -26,61 +24,35 @@ drift apart before a new group's first collective (the training step after its c
 from __future__ import annotations
 
 import itertools
-import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.experimental import multihost_utils
 
 from stylemask_jax.errors import UserInputError
+from stylemask_jax.sharding import data_mesh, data_sharding, replicated
 
 BARRIER_TIMEOUT_S = 3600  # a full-size step compiles for many minutes on a busy CPU host
 _barrier_ids = itertools.count(1)  # a coordination-service barrier name is used once
 
-# (flag, environment variable) of the three settings, in jax.distributed.initialize's order.
-SETTINGS = (("--coordinator", "JAX_COORDINATOR_ADDRESS"),
-            ("--num-processes", "JAX_NUM_PROCESSES"),
-            ("--process-id", "JAX_PROCESS_ID"))
+NAMES = ("coordinator address", "number of processes", "process id")  # initialize's order
 
 
-def _int(value, name: str) -> int | None:
-    if value is None or isinstance(value, int):
-        return value
-    try:
-        return int(value)
-    except ValueError:
-        raise UserInputError(f"{name}={value!r}: expected an integer") from None
-
-
-def settings(coordinator=None, num_processes=None, process_id=None, environ=None) -> list:
-    """[coordinator, num_processes, process_id], each from its argument or else its environment
-    variable (None when neither); checks the values that are given."""
-    environ = os.environ if environ is None else environ
-    given = [coordinator, num_processes, process_id]
-    values = [v if v is not None else (environ.get(env) or None)
-              for v, (_, env) in zip(given, SETTINGS)]
-    values[1] = _int(values[1], "--num-processes/JAX_NUM_PROCESSES")
-    values[2] = _int(values[2], "--process-id/JAX_PROCESS_ID")
-    address, n, pid = values
-    if address is not None and (":" not in address or not address.rsplit(":", 1)[1].isdigit()):
-        raise UserInputError(f"--coordinator/JAX_COORDINATOR_ADDRESS={address!r}: expected HOST:PORT")
-    if n is not None and n < 1:
-        raise UserInputError(f"--num-processes/JAX_NUM_PROCESSES={n}: expected >= 1")
-    if pid is not None and (pid < 0 or (n is not None and pid >= n)):
-        raise UserInputError(f"--process-id/JAX_PROCESS_ID={pid}: expected 0 .. "
-                             f"{'num_processes - 1' if n is None else n - 1}")
-    return values
-
-
-def start(coordinator=None, num_processes=None, process_id=None, auto: bool = False) -> bool:
+def start(coordinator: str | None = None, num_processes: int | None = None,
+          process_id: int | None = None, auto: bool = False) -> bool:
     """Initialises jax.distributed as the module docstring says; returns whether it is running.
-    A second call is a no-op."""
-    import jax
+    A second call is a no-op. The values are checked by the caller (`stylemask train` takes
+    them from its flags or the JAX_* environment variables)."""
     if jax.distributed.is_initialized():
         return True
-    values = settings(coordinator, num_processes, process_id)
-    missing = [f"{flag}/{env}" for v, (flag, env) in zip(values, SETTINGS) if v is None]
+    values = [coordinator, num_processes, process_id]
+    missing = [name for value, name in zip(values, NAMES) if value is None]
     if len(missing) == 3 and not auto:
         return False
     if missing and not auto:
         raise UserInputError(f"multi-process run: {', '.join(missing)} not given; give all three "
-                             "(or none, with --config.multihost=True, to auto-detect the cluster)")
+                             "(or none, with auto-detection, to detect the cluster)")
     try:
         jax.distributed.initialize(*values)
     except (ValueError, RuntimeError) as e:
@@ -95,7 +67,6 @@ def barrier(name: str, timeout_s: int = BARRIER_TIMEOUT_S) -> None:
     """Waits until every process has reached `barrier(name)` (the coordination service, no device
     collective, so nothing of gloo's 30 s setup limit); a no-op in a single-process run. Every
     process must call the barriers in the same order."""
-    import jax
     if jax.process_count() == 1:
         return
     # jax has no public barrier that avoids device collectives; Orbax uses this client the same way
@@ -107,11 +78,6 @@ def barrier(name: str, timeout_s: int = BARRIER_TIMEOUT_S) -> None:
 def warm_up() -> None:
     """Sets up the collectives over all devices and over one device per process (what
     `multihost_utils` and Orbax's barriers use) while every process is at the same point."""
-    import jax
-    import jax.numpy as jnp
-    import numpy as np
-    from jax.experimental import multihost_utils
-    from stylemask_jax.sharding import data_mesh, data_sharding, replicated
     if jax.process_count() == 1:
         return
     barrier("warm-up")

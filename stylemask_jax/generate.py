@@ -1,11 +1,10 @@
-"""Sampling images from the generator by seed: the library behind `stylemask generate`.
+"""Sampling images from the generator by seed (`stylemask generate` writes them as files).
 
     gen, variables, latent_avg = load_generator("weights/stylegan2")   # or random_generator(arch)
     z = seed_latents([0, 1, 2], gen.style_dim)                          # (3, D)
     mean = truncation_mean(gen, variables, latent_avg)                   # (D,) (codes.py)
     for start, images in generate(gen, variables, z, truncation=0.7, mean=mean):
         ...                                                             # (b, H, W, 3) in [-1, 1]
-    generate_to_folder(out, seeds, ...)                                 # `stylemask generate`
 
 Seed s gives z = jax.random.normal(jax.random.key(s), (1, style_dim))[0] (`codes.seed_codes`),
 the same on every machine and independent of the batch size.
@@ -13,7 +12,6 @@ the same on every machine and independent of the batch size.
 
 from __future__ import annotations
 
-import os
 from typing import Iterator, Sequence
 
 import jax
@@ -21,10 +19,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from stylemask_jax.batching import iter_batches
-from stylemask_jax.codes import parse_seeds, seed_codes, truncation_mean
-from stylemask_jax.errors import UserInputError
+from stylemask_jax.codes import seed_codes
 from stylemask_jax.models.stylegan2 import Generator, face_pool, init_variables
-from stylemask_jax.outputs import check_output_dir, removed_on_failure
 
 
 def seed_latents(seeds: Sequence[int], style_dim: int) -> np.ndarray:
@@ -68,35 +64,3 @@ def generate(gen: Generator, variables, z: np.ndarray, truncation: float = 1.0,
     yield from iter_batches(lambda chunk: render(variables, chunk, mean),
                             [np.asarray(z, np.float32)], batch_size,
                             desc="generate" if progress else None, unit="image")
-
-
-def generate_to_folder(out: str, seeds: str, *, generator_dir: str | None = None,
-                       config: str | None = None, truncation: float = 0.7, batch_size: int = 4,
-                       resize_256: bool = False, save_arrays: bool = False) -> str:
-    """`stylemask generate`: OUT/seedNNNN.png (and .npy float32 (H, W, 3) with `save_arrays`)
-    for each seed of '0-7' / '1,5,9', from a converted generator or a config's random one.
-    Returns the one-line summary."""
-    seed_list = parse_seeds(seeds)
-    if batch_size < 1:
-        raise UserInputError(f"--batch-size must be at least 1, got {batch_size}")
-    if not 0.0 <= truncation <= 1.0:
-        raise UserInputError(f"--truncation must be in [0, 1], got {truncation}")
-    check_output_dir(out)
-    if config is not None:
-        from configs import load_config
-        cfg = load_config(config)
-        gen, variables, latent_avg = random_generator(cfg.generator, cfg.seed)
-    else:
-        from stylemask_jax.models.stylegan2 import load_generator
-        gen, variables, latent_avg = load_generator(generator_dir)
-    from stylemask_jax import images
-    mean = truncation_mean(gen, variables, latent_avg) if truncation != 1.0 else None
-    z = seed_latents(seed_list, gen.style_dim)
-    with removed_on_failure(out):
-        os.makedirs(out, exist_ok=True)
-        for start, batch in generate(gen, variables, z, truncation, mean, batch_size, resize_256):
-            for seed, image in zip(seed_list[start:start + len(batch)], batch):
-                images.save_png(os.path.join(out, f"seed{seed:04d}.png"), image)
-                if save_arrays:
-                    np.save(os.path.join(out, f"seed{seed:04d}.npy"), image.astype(np.float32))
-    return f"wrote {len(seed_list)} images ({batch.shape[1]}x{batch.shape[2]}) to {out}"

@@ -1,10 +1,10 @@
-"""Batch reenactment driver behind `stylemask reenact`: models, codes, batches, files.
+"""Batch reenactment of codes: models, codes, batches and the output folder of `stylemask reenact`.
 
     models = load_models(generator_dir, mask_net_dir)          # or tiny_models(config)
     wplus = encode_codes(models, codes, 'z', truncation, mean, batch_size)
     result = reenact_codes(models, wplus_src, wplus_tgt, pairs='zip', ...)
     write_reenactment(out, result, ...)                          # grid.png, pairs/, matrix.png
-    reenact_to_folder(out, ...)                                  # all of the above (the CLI)
+    write_photo_outputs(out, {"source": faces}, result, save_aligned=True, paste_back=True)
 
 Everything per batch runs in two jit-compiled functions (encode, reenact), compiled once per
 batch shape; the last partial batch is padded to the batch size (`batching`).
@@ -18,16 +18,23 @@ import os
 import jax
 import jax.numpy as jnp
 import numpy as np
+from PIL import Image
 
 from stylemask_jax import codes as codes_lib
+from stylemask_jax import images
 from stylemask_jax import reenact as method
 from stylemask_jax.batching import run_batches
 from stylemask_jax.errors import UserInputError
-from stylemask_jax.outputs import check_output_dir, removed_on_failure
+from stylemask_jax.inversion import output_names
 from stylemask_jax.models.mask_net import MaskNet, init_mask_net
 from stylemask_jax.models.stylegan2 import Generator, init_variables, load_generator
 from stylemask_jax.sharding import data_mesh, round_to_mesh
+from stylemask_jax.photos.align import paste_back
+from stylemask_jax.photos.pipeline import Faces
 from stylemask_jax.weights import load_weights
+
+ALIGNED_DIR = "aligned"
+PASTED_DIR = "pasted"
 
 
 @dataclasses.dataclass
@@ -51,6 +58,7 @@ def load_mask_net(mask_dir: str, generator: Generator, dtype=jnp.float32) -> tup
 
 
 def load_models(generator_dir: str, mask_net_dir: str, dtype=jnp.float32) -> Models:
+    """The converted generator and mask network (`stylemask convert stylegan2` / `mask-net`)."""
     generator, gvars, latent_avg = load_generator(generator_dir, dtype=dtype)
     mask_net, mvars = load_mask_net(mask_net_dir, generator, dtype)
     return Models(generator, gvars, mask_net, mvars, latent_avg)
@@ -65,23 +73,22 @@ def tiny_models(config, seed: int = 0, dtype=jnp.float32) -> Models:
                   init_mask_net(mask_net, key_m), None)
 
 
-def truncation_mean(models: Models, mean_file: str | None = None, seed: int = 0) -> np.ndarray:
+def truncation_mean(models: Models, seed: int = 0) -> np.ndarray:
     """The mean W of `models` to truncate toward (`codes.truncation_mean`)."""
-    return codes_lib.truncation_mean(models.generator, models.gvars, models.latent_avg,
-                                     mean_file, seed)
+    return codes_lib.truncation_mean(models.generator, models.gvars, models.latent_avg, seed)
 
 
 def pair_indices(num_sources: int, num_targets: int, pairs: str) -> tuple[np.ndarray, np.ndarray]:
     """'zip': (i, i); 'all': every source with every target, source-major."""
     if pairs == "zip":
         if num_sources != num_targets:
-            raise UserInputError(f"--pairs zip needs as many sources as targets, got {num_sources} "
-                                 f"sources and {num_targets} targets (use --pairs all for a matrix)")
+            raise UserInputError(f"pairing 'zip' needs as many sources as targets, got "
+                                 f"{num_sources} sources and {num_targets} targets")
         return np.arange(num_sources), np.arange(num_targets)
     if pairs == "all":
         src, tgt = np.meshgrid(np.arange(num_sources), np.arange(num_targets), indexing="ij")
         return src.ravel(), tgt.ravel()
-    raise UserInputError(f"--pairs must be 'zip' or 'all', got {pairs!r}")
+    raise UserInputError(f"pairing must be 'zip' or 'all', got {pairs!r}")
 
 
 def encode_codes(models: Models, codes: np.ndarray, code_type: str, truncation: float,
@@ -122,7 +129,6 @@ def write_reenactment(out: str, result: dict, pairs: str = "zip", arrays: dict |
     'source_wplus', 'target_wplus', 'truncation_latent'}) OUT/arrays/*.npy with the float32
     images and pair indices too. A reenacted-only result (source None) writes no grid/matrix.
     Returns a one-line summary."""
-    from stylemask_jax import images
     os.makedirs(os.path.join(out, "pairs"), exist_ok=True)
     src_idx, tgt_idx = result["source_index"], result["target_index"]
     for k, (s, t) in enumerate(zip(src_idx, tgt_idx)):
@@ -154,70 +160,35 @@ def write_reenactment(out: str, result: dict, pairs: str = "zip", arrays: dict |
             f"{', arrays/' if arrays is not None else ''})")
 
 
-def reenact_to_folder(out: str, *, generator_dir: str | None = None, mask_net_dir: str | None = None,
-                      config: str | None = None, sources: str | None = None,
-                      targets: str | None = None, num_pairs: int = 4, code_type: str = "auto",
-                      seed: int = 0, truncation: float = 0.7, mean_latent: str | None = None,
-                      pairs: str = "zip", batch_size: int = 8, resize_256: bool = False,
-                      save_arrays: bool = False, outputs: str = "all", e4e_dir: str | None = None,
-                      driving: str | None = None, save_aligned: bool = False,
-                      paste_back: bool = False, side_by_side: bool = False, refine=None,
-                      irse_dir: str | None = None) -> str:
-    """`stylemask reenact`: models (converted weights, or a config's random weights), codes
-    (files, photos inverted with e4e, or `num_pairs` random Z pairs from `seed`), reenactment and
-    the output folder; with `driving`, a source photo driven by a video (`photos.driving`).
-    Every input is checked before anything is written; returns the one-line summary."""
-    from stylemask_jax.photos import commands as photo_cmd
-    if batch_size < 1:
-        raise UserInputError(f"--batch-size must be at least 1, got {batch_size}")
-    if not 0.0 <= truncation <= 1.0:
-        raise UserInputError(f"--truncation must be in [0, 1], got {truncation}")
-    kinds = photo_cmd.input_kinds(sources, targets, driving, e4e_dir, paste_back, save_aligned,
-                                  side_by_side, refine, irse_dir)
-    check_output_dir(out)
-    if config is not None:
-        if generator_dir or mask_net_dir:
-            raise UserInputError("--config gives random weights; do not combine it with "
-                                 "--generator/--mask-net")
-        from configs import load_config
-        models = tiny_models(load_config(config), seed=seed)
-    elif generator_dir and mask_net_dir:
-        models = load_models(generator_dir, mask_net_dir)
-    else:
-        raise UserInputError("give --generator DIR and --mask-net DIR (converted weights), "
-                             "or --config tiny for random weights")
-    gen = models.generator
-    inverter = photo_cmd.load_inverter(e4e_dir, gen, refine, irse_dir) if e4e_dir else None
-    mean = truncation_mean(models, mean_latent)
-    if driving:
-        return photo_cmd.video_to_folder(out, models, inverter, kinds["source"][1][0], driving,
-                                         truncation, mean, batch_size, paste_back, side_by_side)
-    loaded, faces = {}, {}
-    for role, path, offset in (("source", sources, 0), ("target", targets, 1)):
-        if path and kinds[role][0] == "photos":
-            faces[role], codes = photo_cmd.photo_codes(
-                kinds[role][1], inverter, models.gvars, batch_size,
-                keep_photos=paste_back and role == "source")
-            loaded[role] = (codes, "wplus")
-        elif path:
-            loaded[role] = codes_lib.load_codes(path, code_type, gen.style_dim, gen.n_latent,
-                                                f"--{role}s")
-        else:
-            if num_pairs < 1:
-                raise UserInputError(f"--num-pairs must be at least 1, got {num_pairs}")
-            z = codes_lib.seed_codes(seed, 2 * num_pairs, gen.style_dim)
-            loaded[role] = (z[offset::2], "z")
-    pair_indices(len(loaded["source"][0]), len(loaded["target"][0]), pairs)
-    wplus = {role: encode_codes(models, codes, kind, truncation, mean, batch_size)
-             for role, (codes, kind) in loaded.items()}
-    result = reenact_codes(models, wplus["source"], wplus["target"], pairs, batch_size, resize_256,
-                           outputs=outputs)
-    arrays = None
-    if save_arrays:
-        arrays = {"source_codes": loaded["source"][0], "target_codes": loaded["target"][0],
-                  "source_wplus": wplus["source"], "target_wplus": wplus["target"],
-                  "truncation_latent": mean}
-    with removed_on_failure(out):
-        summary = write_reenactment(out, result, pairs, arrays)
-        return summary + photo_cmd.write_photo_outputs(out, faces, result, save_aligned,
-                                                       paste_back)
+def save_aligned_crops(out: str, role: str, faces: Faces) -> None:
+    """OUT/aligned/ROLE/NAME.png: the uint8 FFHQ crops (names: the photos' stems)."""
+    folder = os.path.join(out, ALIGNED_DIR, role)
+    os.makedirs(folder, exist_ok=True)
+    for stem, crop in zip(output_names(faces.names), faces.crops):
+        Image.fromarray(crop).save(os.path.join(folder, f"{stem}.png"))
+
+
+def save_pasted(out: str, faces: Faces, result: dict, feather: float = 0.1) -> None:
+    """OUT/pasted/KKKK_sSSS_tTTT.png: each reenacted face (float [-1, 1]) pasted into its source
+    photo (`faces` kept with keep_photos)."""
+    folder = os.path.join(out, PASTED_DIR)
+    os.makedirs(folder, exist_ok=True)
+    pairs = zip(result["reenacted"], result["source_index"], result["target_index"])
+    for k, (face, s, t) in enumerate(pairs):
+        photo = paste_back(faces.photos[s], face, faces.geometry[s], feather)
+        Image.fromarray(photo).save(os.path.join(folder, f"{k:04d}_s{s:03d}_t{t:03d}.png"))
+
+
+def write_photo_outputs(out: str, faces: dict, result: dict, save_aligned: bool,
+                        paste_back_faces: bool) -> str:
+    """OUT/aligned/{sources,targets}/ and OUT/pasted/ as asked ({'source': Faces, 'target':
+    Faces} of the photo inputs) -> the summary's suffix."""
+    written = []
+    if save_aligned:
+        for role, role_faces in faces.items():
+            save_aligned_crops(out, f"{role}s", role_faces)
+        written.append(f"{ALIGNED_DIR}/")
+    if paste_back_faces:
+        save_pasted(out, faces["source"], result)
+        written.append(f"{PASTED_DIR}/")
+    return f"; also {', '.join(written)}" if written else ""

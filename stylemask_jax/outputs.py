@@ -2,6 +2,7 @@
 
     check_output_dir(out, "--out")            # before any work: a folder that can be made here
     check_output_file(path, "--torch")        # a file that can be written here
+                                              # (the label names the value in errors)
     with atomic_dir(out) as tmp:               # write into tmp; renamed to `out` at the end
         ...
     with atomic_file(path) as tmp:             # the same for one file
@@ -43,7 +44,7 @@ def _check_parent(path: str, what: str) -> None:
         raise UserInputError(f"{what} {path}: {probe} is not writable")
 
 
-def check_output_dir(path: str, what: str = "--out", must_be_empty: bool = False) -> None:
+def check_output_dir(path: str, what: str = "output folder", must_be_empty: bool = False) -> None:
     """Raises UserInputError unless `path` is a writable folder or can be created as one
     (with `must_be_empty`, an existing non-empty folder is an error too)."""
     path = os.fspath(path)
@@ -53,7 +54,7 @@ def check_output_dir(path: str, what: str = "--out", must_be_empty: bool = False
         if not os.access(path, os.W_OK | os.X_OK):
             raise UserInputError(f"{what} {path}: {path} is not writable")
         if must_be_empty and os.listdir(path):
-            raise UserInputError(f"{what} {path}: exists and is not empty (use --overwrite)")
+            raise UserInputError(f"{what} {path}: exists and is not empty")
         return
     _check_parent(path, what)
 
@@ -79,7 +80,7 @@ def atomic_dir(path: str, overwrite: bool = False):
     existing `path` is removed first only with `overwrite`), on failure it is removed."""
     path, parent = _temporary_name(path)
     if os.path.lexists(path) and not overwrite and not (os.path.isdir(path) and not os.listdir(path)):
-        raise UserInputError(f"{path}: output folder exists and is not empty (use --overwrite)")
+        raise UserInputError(f"{path}: output folder exists and is not empty")
     tmp = tempfile.mkdtemp(prefix=".tmp-" + os.path.basename(path) + "-", dir=parent)
     try:
         yield tmp

@@ -25,7 +25,7 @@ def data_mesh(num_devices: int = 0, local: bool = False) -> jax.sharding.Mesh:
     devices = jax.local_devices() if local else jax.devices()
     if num_devices:
         if num_devices > len(devices):
-            raise UserInputError(f"--config.num_devices={num_devices} but only {len(devices)} "
+            raise UserInputError(f"config.num_devices={num_devices} but only {len(devices)} "
                                  "devices are visible")
         devices = devices[:num_devices]
     return jax.sharding.Mesh(np.array(devices), (DATA_AXIS,),

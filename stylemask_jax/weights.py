@@ -65,8 +65,8 @@ def read_header(weights_dir: str | os.PathLike, kind: str | None = None) -> dict
     weights_dir = os.fspath(weights_dir)
     header_path = os.path.join(weights_dir, _HEADER)
     if not os.path.isdir(weights_dir):
-        raise WeightsError(f"{weights_dir}: no such directory (convert the weights first, "
-                           "see `stylemask convert --help`)")
+        raise WeightsError(f"{weights_dir}: no such directory (convert the weights first with "
+                           "`stylemask convert`)")
     if not os.path.isfile(header_path):
         raise WeightsError(f"{header_path}: missing; {weights_dir} is not a converted-weights directory")
     try:

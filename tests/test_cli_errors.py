@@ -220,7 +220,8 @@ def invert_rows():
          "{file}/i"),
         ("invert-batch-size-zero", invert("{png_trunc}", extra=["--batch-size", "0"]),
          "--batch-size", "{out}"),
-        ("invert-generator-wrong-kind", invert("{png_trunc}", extra=["--generator", "{mask}"]),
+        ("invert-generator-wrong-kind", invert("{png_trunc}", extra=["--aligned", "--generator",
+                                                                      "{mask}"]),
          "expected 'stylegan2'", "{out}"),
     ]
 
@@ -366,10 +367,10 @@ def _snapshot(path):
 
 def test_every_command_is_in_the_table():
     from stylemask_jax.cli import COMMANDS
-    from convert_weights.__main__ import available_networks
+    from stylemask_jax.commands.convert import NETWORKS
     commands = {row[1][0] for row in ROWS}
     assert commands == {name for name, *_ in COMMANDS}
-    assert {row[1][1] for row in ROWS if row[1][0] == "convert"} == set(available_networks())
+    assert {row[1][1] for row in ROWS if row[1][0] == "convert"} == set(NETWORKS)
 
 
 @pytest.mark.parametrize("name,argv,expected,out", ROWS, ids=[row[0] for row in ROWS])

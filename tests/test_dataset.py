@@ -21,7 +21,8 @@ import pytest
 tfds = pytest.importorskip("tensorflow_datasets")
 pytest.importorskip("array_record")
 
-from stylemask_jax.datasets import (build_dataset, build_summary, crop_landmarks,  # noqa: E402
+from stylemask_jax.commands.dataset import summary as build_summary  # noqa: E402
+from stylemask_jax.datasets import (build_dataset, crop_landmarks,  # noqa: E402
                                     load_dataset, make_pairs, read_pairs, shard_indices,
                                     write_pairs)
 from stylemask_jax.errors import UserInputError  # noqa: E402

@@ -24,7 +24,7 @@ pytest.importorskip("array_record")
 
 from stylemask_jax.datasets import load_dataset, make_pairs  # noqa: E402
 from stylemask_jax.datasets.invert import (CODES_DIR, invert_dataset,  # noqa: E402
-                                           invert_dataset_e4e, load_codes, save_codes)
+                                           load_codes, save_codes)
 from stylemask_jax.errors import UserInputError  # noqa: E402
 
 from dataset_utils import build, make_source  # noqa: E402
@@ -131,7 +131,7 @@ def test_invert_dataset_over_processes_and_devices(dataset_path, tmp_path):
 
 
 @pytest.mark.slow
-def test_invert_dataset_with_e4e(tmp_path):
+def test_invert_dataset_with_e4e(tmp_path, capsys):
     """The same with the e4e fixture (125M random parameters in the official layout)."""
     from stylemask_jax import cli
     from stylemask_jax.models.e4e import load_e4e
@@ -147,7 +147,8 @@ encoder, variables = load_e4e({e4e_dir!r})
 """, batch_size=2)
     np.testing.assert_allclose(load_codes(copy), codes, atol=CODES_ATOL, rtol=0)
     other = _copy(dataset_path, tmp_path / "other")
-    summary = invert_dataset_e4e(other, e4e_dir, batch_size=6, progress=False)
+    assert cli.main(["invert", "--dataset", other, "--e4e", e4e_dir, "--batch-size", "6"]) == 0
+    summary = capsys.readouterr().out.strip().splitlines()[-1]
     assert summary.startswith("wrote W+ codes (10, 512) of examples [0, 6) of 6 to ")
     np.testing.assert_array_equal(load_codes(other), codes)
 
@@ -194,10 +195,10 @@ def test_evaluate_dataset_on_one_and_two_devices(dataset_path, tmp_path):
 
 
 @pytest.mark.slow
-def test_evaluate_dataset_workdir(dataset_path, tmp_path):
+def test_evaluate_dataset_command(dataset_path, tmp_path, capsys):
     """A 1-step tiny training run evaluated on dataset pairs; the written pair file replays."""
     from configs import tiny
-    from stylemask_jax.datasets.evaluate import evaluate_dataset_workdir
+    from stylemask_jax import cli
     from stylemask_jax.training import loop
     from stylemask_jax.training.networks import build_networks
     config = tiny.get_config()
@@ -210,11 +211,13 @@ def test_evaluate_dataset_workdir(dataset_path, tmp_path):
     gen = build_networks(config)[0].generator
     codes = np.random.default_rng(1).normal(size=(len(dataset), gen.n_latent, gen.style_dim))
     save_codes(dataset, codes.astype(np.float32))
-    first = evaluate_dataset_workdir(workdir, copy, protocol="self", num_pairs=3, seed=0)
+    def evaluate(*args):
+        assert cli.main(["evaluate", "--workdir", workdir, "--dataset", copy, *args]) == 0
+        return json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    first = evaluate("--protocol", "self", "--num-pairs", "3", "--seed", "0")
     assert first["step"] == 1 and first["num_pairs"] == 3
     assert os.path.basename(first["pairs_file"]) == "pairs_self_3_seed0.json"
     assert os.path.isfile(first["metrics_file"])
-    again = evaluate_dataset_workdir(workdir, copy, protocol="self", pairs_file=first["pairs_file"],
-                                     out_dir=str(tmp_path / "again"))
+    again = evaluate("--pairs", first["pairs_file"])
     for name in ("csim", "pose_error", "expression_error"):
         assert again[name] == first[name]

@@ -18,15 +18,17 @@ gr = pytest.importorskip("gradio")
 
 from stylemask_jax import cli  # noqa: E402
 from stylemask_jax.demo.app import Handlers, build_app  # noqa: E402
-from stylemask_jax.demo.engine import DemoSettings, PhotoRequest, load_engine  # noqa: E402
+import configs.tiny  # noqa: E402
+from stylemask_jax.demo.engine import DemoSettings, PhotoRequest, make_engine  # noqa: E402
+from stylemask_jax.demo.tiny import tiny_photo_models  # noqa: E402
 
 CHROMIUM, DRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 
 
 @pytest.fixture(scope="module")
 def engine():
-    engine = load_engine(DemoSettings(batch_size=2, refine_steps=(0, 1), max_video_seconds=1.0),
-                         config="tiny")
+    engine = make_engine(*tiny_photo_models(configs.tiny.get_config()),
+                         DemoSettings(batch_size=2, refine_steps=(0, 1), max_video_seconds=1.0))
     engine.compile()
     return engine
 

@@ -26,7 +26,7 @@ from stylemask_jax.errors import UserInputError
 from stylemask_jax.sharding import data_mesh
 from stylemask_jax.training import loop, microbatch, networks, objective
 from stylemask_jax.training import state as state_lib
-from stylemask_jax.training.config_overrides import apply_overrides
+from stylemask_jax.commands.overrides import apply_overrides
 
 BATCH = 4
 
@@ -101,13 +101,13 @@ def test_remat_gives_the_same_gradients():
 
 def test_microbatch_must_divide_the_per_device_batch():
     mesh = data_mesh(1)
-    with pytest.raises(UserInputError, match="--config.microbatch=3"):
+    with pytest.raises(UserInputError, match="config.microbatch=3"):
         loop.check_config(tiny_config(batch_size=BATCH, microbatch=3), mesh)
     assert microbatch.num_chunks(tiny_config(batch_size=BATCH, microbatch=0), 1) == 1
     assert microbatch.num_chunks(tiny_config(batch_size=BATCH, microbatch=1), 1) == BATCH
 
 
 def test_remat_mode_is_validated():
-    with pytest.raises(UserInputError, match="--config.remat"):
+    with pytest.raises(UserInputError, match="config.remat"):
         networks.remat_mode(tiny_config(remat="everything"))
     assert networks.remat_mode(tiny_config(remat=True)) == "blocks"

@@ -17,7 +17,7 @@ import configs.tiny
 from stylemask_jax.sharding import data_mesh
 from stylemask_jax.training import checkpoints, loop, networks, objective
 from stylemask_jax.training import state as state_lib
-from stylemask_jax.training.config_overrides import apply_overrides
+from stylemask_jax.commands.overrides import apply_overrides
 
 STEPS = 30
 
@@ -135,7 +135,7 @@ import jax, numpy as np
 import configs.tiny
 from stylemask_jax.sharding import data_mesh, data_sharding, replicated
 from stylemask_jax.training import loop, networks, objective, state as state_lib
-from stylemask_jax.training.config_overrides import apply_overrides
+from stylemask_jax.commands.overrides import apply_overrides
 assert jax.device_count() == 4, jax.devices()
 config = apply_overrides(configs.tiny.get_config(), ["--config.batch_size=4"])
 nets, frozen = networks.build_networks(config)

@@ -72,15 +72,15 @@ def build_dataset(src: str | os.PathLike, out_dir: str | os.PathLike, *, frame_s
     import shutil
 
     if frame_stride < 1:
-        raise UserInputError(f"--frame-stride must be at least 1, got {frame_stride}")
+        raise UserInputError(f"frame stride must be at least 1, got {frame_stride}")
     if max_frames < 0:
-        raise UserInputError(f"--max-frames must be 0 (all) or more, got {max_frames}")
+        raise UserInputError(f"max frames must be 0 (all) or more, got {max_frames}")
     tfds = _tfds()
     from stylemask_jax.datasets.builder import StylemaskFaces, config_for
     from stylemask_jax.outputs import check_output_dir
 
     source = sources.scan_source(os.path.abspath(os.fspath(src)))
-    check_output_dir(os.fspath(out_dir), "--out")
+    check_output_dir(os.fspath(out_dir), "output folder")
     builder = StylemaskFaces(data_dir=os.fspath(out_dir), config=config_for(frame_stride,
                              max_frames), file_format="array_record", aligner=aligner,
                              max_detect_side=max_detect_side, read_photo=read_photo,
@@ -95,7 +95,7 @@ def build_dataset(src: str | os.PathLike, out_dir: str | os.PathLike, *, frame_s
                 f"{data_path}: was built from {built.get('source')} "
                 f"({built.get('num_source_files')} files); {source.root} has changed since "
                 f"({len(sources.file_list(source))} files, or some were modified). Build into "
-                "a new --out folder, or pass --overwrite to rebuild it")
+                "a new output folder, or rebuild it with overwrite")
     for stale in _stale_incomplete_dirs(data_path):
         shutil.rmtree(stale)
     mode = (tfds.download.GenerateMode.REUSE_DATASET_IF_EXISTS if not overwrite
@@ -108,25 +108,6 @@ def build_dataset(src: str | os.PathLike, out_dir: str | os.PathLike, *, frame_s
         tfds.display_progress_bar(True)
     dataset = load_dataset(data_path)
     return BuildReport(data_path, False, len(dataset), dataset.metadata)
-
-
-def build_summary(report: BuildReport) -> str:
-    """The lines `stylemask dataset build` prints."""
-    meta = report.metadata
-    if report.skipped:
-        return f"already built: {report.path} ({report.num_examples} faces); nothing to do"
-    lines = [f"wrote {report.num_examples} faces from {meta.get('num_items')} photos/videos "
-             f"({meta.get('num_frames')} frames read) to {report.path}"]
-    if meta.get("num_no_face"):
-        listed = meta.get("no_face", [])
-        more = meta["num_no_face"] - len(listed)
-        lines.append(f"no face found in {meta['num_no_face']} frames: {', '.join(listed[:10])}"
-                     + (f" and {meta['num_no_face'] - 10} more" if meta["num_no_face"] > 10
-                        else "") + (f" ({more} not listed in the metadata)" if more else ""))
-    if meta.get("ignored_files"):
-        lines.append(f"ignored {len(meta['ignored_files'])} files that are neither photos nor "
-                     f"videos: {', '.join(meta['ignored_files'][:10])}")
-    return "\n".join(lines)
 
 
 def _num_examples(builder) -> int:
@@ -214,9 +195,9 @@ def load_dataset(data_dir: str | os.PathLike, config: str | None = None) -> Face
     if not found:
         raise UserInputError(f"{data_dir}: no built face dataset here"
                              + (f" with config {config}" if config else "")
-                             + " (build one with `stylemask dataset build SRC --out DIR`)")
+                             + " (`stylemask dataset build` makes one)")
     if len(found) > 1:
         configs = sorted({os.path.basename(os.path.dirname(p)) for p in found})
         raise UserInputError(f"{data_dir}: holds several datasets ({', '.join(configs)}); "
-                             "choose one with --config or pass its folder")
+                             "pass the folder of one of them")
     return FaceDataset(found[0])

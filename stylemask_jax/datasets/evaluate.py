@@ -72,7 +72,7 @@ def evaluate_dataset(data_dir, pairs, nets, frozen, mask_params, config, *, code
         raise UserInputError(f"{dataset.path}: W+ codes of shape {tuple(codes.shape[1:])}; the "
                              f"generator takes ({gen.n_latent}, {gen.style_dim})")
     if batch_size < 1:
-        raise UserInputError(f"--batch-size must be at least 1, got {batch_size}")
+        raise UserInputError(f"batch size must be at least 1, got {batch_size}")
     mesh = mesh or data_mesh(local=True)
     batch = round_to_mesh(batch_size, mesh)
     data, same = data_sharding(mesh), replicated(mesh)
@@ -110,38 +110,3 @@ def write_metrics(path: str, means: dict, per_pair: dict, pairs: np.ndarray,
                    "num_pairs": len(rows), **means, "pairs": rows}, f, indent=1)
     os.replace(path + ".tmp", path)
     return path
-
-
-def evaluate_dataset_workdir(workdir: str, data_dir, *, protocol: str, num_pairs: int = 1000,
-                             seed: int = 0, pairs_file: str | None = None,
-                             out_dir: str | None = None, batch_size: int = 8,
-                             config: str | None = None, overrides=()) -> dict:
-    """`stylemask evaluate --workdir RUN --dataset DATA_DIR --protocol self|cross`.
-
-    The latest mask parameters of a training run on real pairs of a dataset whose codes were
-    written by `invert_dataset`. The pairs come from `pairs_file` (written by an earlier run) or
-    are drawn with `seed`; both the pairs and the metrics are written to `out_dir` (default
-    WORKDIR/eval_dataset): pairs_PROTOCOL_NUM_seedSEED.json, metrics_PROTOCOL_NUM_seedSEED.json.
-    Returns {'step', 'csim', 'pose_error', 'expression_error', 'num_pairs', 'pairs_file',
-    'metrics_file'}.
-    """
-    from stylemask_jax.datasets.pairs import make_pairs, read_pairs, write_pairs
-    from stylemask_jax.training.checkpoints import restore_mask_params, workdir_config
-    dataset = load_dataset(data_dir, config)
-    codes = load_codes(dataset)                       # fail before the networks load
-    out_dir = out_dir or os.path.join(workdir, "eval_dataset")
-    if pairs_file is not None:
-        pairs = read_pairs(pairs_file, dataset)
-        tag = os.path.splitext(os.path.basename(pairs_file))[0].replace("pairs_", "", 1)
-    else:
-        pairs = make_pairs(dataset, protocol, num_pairs, seed)
-        tag = f"{protocol}_{num_pairs}_seed{seed}"
-        pairs_file = write_pairs(os.path.join(out_dir, f"pairs_{tag}.json"), dataset, pairs,
-                                 protocol, seed)
-    run_config = workdir_config(workdir, overrides)
-    nets, frozen, params, step = restore_mask_params(workdir, run_config)
-    metrics_file = os.path.join(out_dir, f"metrics_{tag}.json")
-    result = evaluate_dataset(dataset, pairs, nets, frozen, params, run_config, codes=codes,
-                              batch_size=batch_size, out=metrics_file)
-    result.pop("per_pair")
-    return {"step": step, **result, "pairs_file": pairs_file, "metrics_file": metrics_file}

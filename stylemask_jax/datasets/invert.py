@@ -104,7 +104,7 @@ def invert_dataset(data_dir, encoder, variables, *, batch_size: int = 8, config:
     from stylemask_jax.sharding import data_mesh, data_sharding, replicated, round_to_mesh
 
     if batch_size < 1:
-        raise UserInputError(f"--batch-size must be at least 1, got {batch_size}")
+        raise UserInputError(f"batch size must be at least 1, got {batch_size}")
     dataset = data_dir if isinstance(data_dir, FaceDataset) else load_dataset(data_dir, config)
     p = jax.process_index() if process_index is None else process_index
     count = jax.process_count() if process_count is None else process_count
@@ -136,20 +136,6 @@ def invert_dataset(data_dir, encoder, variables, *, batch_size: int = 8, config:
     return block.commit()
 
 
-def invert_dataset_e4e(data_dir, e4e_dir: str, *, batch_size: int = 8,
-                       config: str | None = None, progress: bool = True) -> str:
-    """`stylemask invert --dataset DATA_DIR --e4e E4E_DIR` on this process (of
-    `jax.process_count()`): loads the converted e4e weights and inverts this process's block;
-    returns the one-line summary."""
-    from stylemask_jax.models.e4e import load_e4e
-    dataset = load_dataset(data_dir, config)
-    encoder, variables = load_e4e(e4e_dir)
-    path = invert_dataset(dataset, encoder, variables, batch_size=batch_size, progress=progress)
-    start, stop = shard_bounds(len(dataset), jax.process_index(), jax.process_count())
-    return (f"wrote W+ codes ({encoder.n_styles}, 512) of examples [{start}, {stop}) of "
-            f"{len(dataset)} to {path}")
-
-
 def load_codes(data_dir, config: str | None = None) -> np.ndarray:
     """float32 (N, n_styles, 512): the codes of every example, from one complete run."""
     dataset = data_dir if isinstance(data_dir, FaceDataset) else load_dataset(data_dir, config)
@@ -169,5 +155,5 @@ def load_codes(data_dir, config: str | None = None) -> np.ndarray:
             return np.concatenate([np.load(path, mmap_mode="r") for _, _, path in blocks])
     have = {count: len(blocks) for count, blocks in runs.items()}
     raise UserInputError(f"{dataset.path}: no complete set of W+ codes (blocks found per "
-                         f"process count: {have or 'none'}); run `stylemask invert --dataset` "
-                         "on every process")
+                         f"process count: {have or 'none'}); invert the dataset on every process "
+                         "first (`stylemask invert`)")

@@ -40,7 +40,7 @@ def _self_pairs(table: dict, num_pairs: int, rng: np.random.Generator) -> np.nda
     _, starts, counts = np.unique(video[order], return_index=True, return_counts=True)
     usable = np.flatnonzero(counts >= 2)
     if len(usable) == 0:
-        raise UserInputError("--protocol self: needs a video with at least two faces; every "
+        raise UserInputError("protocol self needs a video with at least two faces; every "
                              "video (or photo) of this dataset has one")
     chosen = usable[rng.integers(0, len(usable), num_pairs)]
     first = rng.integers(0, counts[chosen])
@@ -54,7 +54,7 @@ def _cross_pairs(table: dict, num_pairs: int, rng: np.random.Generator) -> np.nd
     order = np.argsort(identity, kind="stable")
     ids, starts, counts = np.unique(identity[order], return_index=True, return_counts=True)
     if len(ids) < 2:
-        raise UserInputError("--protocol cross: needs at least two identities; this dataset "
+        raise UserInputError("protocol cross needs at least two identities; this dataset "
                              "has one")
     source = rng.integers(0, len(identity), num_pairs)
     block = np.searchsorted(ids, identity[source])
@@ -69,10 +69,10 @@ def make_pairs(dataset, protocol: str, num_pairs: int, seed: int = 0) -> np.ndar
     dataset: a `FaceDataset` or its `table` ({"identity_id", "video_id", ...} int arrays).
     """
     if protocol not in PROTOCOLS:
-        raise UserInputError(f"--protocol: expected one of {', '.join(PROTOCOLS)}, got "
+        raise UserInputError(f"protocol: expected one of {', '.join(PROTOCOLS)}, got "
                              f"{protocol!r}")
     if num_pairs < 1:
-        raise UserInputError(f"--num-pairs must be at least 1, got {num_pairs}")
+        raise UserInputError(f"number of pairs must be at least 1, got {num_pairs}")
     table = _table(dataset)
     rng = np.random.default_rng(seed)
     pairs = (_self_pairs if protocol == "self" else _cross_pairs)(table, num_pairs, rng)

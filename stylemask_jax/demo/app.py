@@ -227,14 +227,10 @@ def serve(engine: DemoEngine, host: str = "127.0.0.1", port: int = 7860, title: 
     return app
 
 
-def launch_demo(settings, host: str = "127.0.0.1", port: int = 7860, **weights) -> None:
-    """`stylemask demo`: load the networks (`engine.load_engine(settings, **weights)`), compile
-    every jitted function once, then serve the page until interrupted."""
-    from stylemask_jax.demo.engine import load_engine
+def launch(engine: DemoEngine, host: str = "127.0.0.1", port: int = 7860, title: str = "") -> None:
+    """Compiles every jitted function of `engine` once (logged), then serves the page until
+    interrupted."""
     _gradio()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    engine = load_engine(settings, **weights)
     engine.compile()
-    title = ("Random networks (--config tiny): the images are coloured noise, not faces."
-             if weights.get("config") else "")
     serve(engine, host, port, title=title)

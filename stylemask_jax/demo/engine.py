@@ -1,6 +1,6 @@
 """The demo's models, its jitted functions (compiled once, at start-up) and its two paths.
 
-    engine = load_engine(settings, generator_dir=..., mask_net_dir=..., e4e_dir=...)
+    engine = make_engine(models, encoder, e4e_vars, DemoSettings(batch_size=4))
     engine.compile()                                  # logs "compiled ... for batch N in X s"
     prepared = engine.prepare(PhotoRequest("me.jpg", "them.png", truncation=0.7))
     [result] = engine.run_photos([prepared])          # crops, reenacted face, masks, pasted
@@ -35,6 +35,8 @@ from stylemask_jax import images as images_lib
 from stylemask_jax import reenact as method
 from stylemask_jax.errors import UserInputError
 from stylemask_jax.photos.frames import pad_batch
+from stylemask_jax.photos.refine import make_refine_fn
+from stylemask_jax.photos.settings import RefineSettings
 
 log = logging.getLogger("stylemask.demo")
 
@@ -53,31 +55,19 @@ class DemoSettings:
 
     def sizes(self) -> tuple[int, ...]:
         if self.batch_size < 1:
-            raise UserInputError(f"--batch-size must be at least 1, got {self.batch_size}")
+            raise UserInputError(f"batch size must be at least 1, got {self.batch_size}")
         sizes = sorted(set(self.batch_sizes or ()) | {1, self.batch_size})
         if sizes[0] < 1 or sizes[-1] != self.batch_size:
-            raise UserInputError(f"batch sizes {sizes} must lie in [1, --batch-size {self.batch_size}]")
+            raise UserInputError(f"batch sizes {sizes} must lie in [1, batch size {self.batch_size}]")
         return tuple(sizes)
 
     def check(self) -> "DemoSettings":
         self.sizes()
         if not self.refine_steps or min(self.refine_steps) < 0:
-            raise UserInputError(f"--refine-steps takes step counts >= 0, got {self.refine_steps}")
+            raise UserInputError(f"refinement step counts must be >= 0, got {self.refine_steps}")
         if not self.max_video_seconds > 0:
-            raise UserInputError(f"--max-video-seconds must be > 0, got {self.max_video_seconds}")
+            raise UserInputError(f"max video seconds must be > 0, got {self.max_video_seconds}")
         return self
-
-
-def parse_steps(text: str) -> tuple[int, ...]:
-    """'0,20' -> (0, 20): the --refine-steps choices."""
-    try:
-        steps = tuple(sorted({int(part) for part in str(text).split(",") if part.strip()}))
-    except ValueError:
-        raise UserInputError(f"--refine-steps: cannot parse {text!r}; expected step counts "
-                             "like '0' or '0,20'") from None
-    if not steps or steps[0] < 0:
-        raise UserInputError(f"--refine-steps: expected step counts >= 0, got {text!r}")
-    return steps
 
 
 @dataclasses.dataclass
@@ -288,33 +278,12 @@ class DemoEngine:
                                  compiled=compiled, on_frames=on_frames)
 
 
-def load_engine(settings: DemoSettings, generator_dir=None, mask_net_dir=None, e4e_dir=None,
-                irse_dir=None, config=None, detector=None) -> DemoEngine:
-    """Converted weights (generator, mask network, e4e, optional IR-SE for the refinement's
-    identity term) or `config` ('tiny': random networks that fit, `demo.tiny`) -> DemoEngine."""
-    from stylemask_jax.photos.refine import RefineSettings, make_refine_fn
+def make_engine(models, encoder, evars, settings: DemoSettings, irse=None,
+                detector=None) -> DemoEngine:
+    """Loaded networks (inference.Models, the e4e module and variables, and `irse` = (IR-SE
+    module, variables) or None for the refinement's identity term) -> DemoEngine."""
     settings = settings.check()
-    irse = irse_vars = None
-    if config is not None:
-        if generator_dir or mask_net_dir or e4e_dir or irse_dir:
-            raise UserInputError("--config gives random networks; do not combine it with "
-                                 "--generator/--mask-net/--e4e/--irse")
-        from configs import load_config
-        from stylemask_jax.demo.tiny import tiny_photo_models
-        models, encoder, evars = tiny_photo_models(load_config(config))
-    elif generator_dir and mask_net_dir and e4e_dir:
-        from stylemask_jax.inference import load_models
-        from stylemask_jax.inversion import check_generator
-        from stylemask_jax.models.e4e import load_e4e
-        models = load_models(generator_dir, mask_net_dir)
-        encoder, evars = load_e4e(e4e_dir)
-        check_generator(encoder, models.generator)
-        if irse_dir:
-            from stylemask_jax.models.irse import load_irse
-            irse, irse_vars = load_irse(irse_dir)
-    else:
-        raise UserInputError("give --generator DIR, --mask-net DIR and --e4e DIR (converted "
-                             "weights), or --config tiny for random networks")
-    refine_fns = {s: make_refine_fn(models.generator, RefineSettings(steps=s), irse)
+    irse_module, irse_vars = irse if irse is not None else (None, None)
+    refine_fns = {s: make_refine_fn(models.generator, RefineSettings(steps=s), irse_module)
                   for s in settings.refine_steps if s}
     return DemoEngine(models, encoder, evars, settings, refine_fns, irse_vars, detector)

@@ -109,8 +109,12 @@ def prepare_faces(inputs: Sequence, detector: LandmarkDetector | None = None,
 
 
 def crops_to_unit(crops) -> jax.Array:
-    """uint8 (B, 256, 256, 3) -> float32 [-1, 1] as the official `image_to_tensor`: u / 255 * 2 - 1."""
-    return jnp.asarray(crops).astype(jnp.float32) / 255.0 * 2.0 - 1.0
+    """uint8 (B, 256, 256, 3) -> float32 [-1, 1] as the official `image_to_tensor`: u / 255 * 2 - 1.
+    Float images (already in [-1, 1], e.g. box-averaged 1024 crops) pass through as float32."""
+    crops = jnp.asarray(crops)
+    if crops.dtype != jnp.uint8:
+        return crops.astype(jnp.float32)
+    return crops.astype(jnp.float32) / 255.0 * 2.0 - 1.0
 
 
 def make_invert_fn(encoder):
@@ -134,7 +138,8 @@ class Inverter:
         self._invert = make_invert_fn(self.encoder)
 
     def __call__(self, gvars, crops) -> jax.Array:
-        """uint8 crops (B, 256, 256, 3) -> W+ codes (B, n_styles, 512), refined when asked."""
+        """uint8 crops (B, 256, 256, 3), or float images in [-1, 1] -> W+ codes
+        (B, n_styles, 512), refined when asked."""
         codes = self._invert(self.variables, crops)
         if self.refine_fn is not None:
             codes, _ = self.refine_fn(gvars, self.irse_variables, codes, crops)

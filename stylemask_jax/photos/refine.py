@@ -18,39 +18,16 @@ per-image loss before update k, so `losses[0]` is the e4e code's.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 
 import jax
 import jax.numpy as jnp
 import optax
 
-from stylemask_jax.errors import UserInputError
 from stylemask_jax.models.irse import cosine_similarity, face_embeddings
 from stylemask_jax.models.stylegan2 import Generator, face_pool
 from stylemask_jax.photos.pipeline import crops_to_unit
-
-
-@dataclasses.dataclass(frozen=True)
-class RefineSettings:
-    """steps: Adam updates (0: keep the e4e codes); lr: Adam's step size in W units; l2, l1,
-    identity, pull: the loss weights above (identity needs IR-SE weights)."""
-    steps: int = 0
-    lr: float = 0.01
-    l2: float = 1.0
-    l1: float = 0.0
-    identity: float = 0.1
-    pull: float = 0.01
-
-    def check(self) -> "RefineSettings":
-        if self.steps < 0:
-            raise UserInputError(f"--refine-steps must be >= 0, got {self.steps}")
-        if not self.lr > 0:
-            raise UserInputError(f"--refine-lr must be > 0, got {self.lr}")
-        for name in ("l2", "l1", "identity", "pull"):
-            if getattr(self, name) < 0:
-                raise UserInputError(f"--refine-{name} must be >= 0, got {getattr(self, name)}")
-        return self
+from stylemask_jax.photos.settings import RefineSettings
 
 
 def reconstruct(gen: Generator, gvars, wplus: jax.Array) -> jax.Array:

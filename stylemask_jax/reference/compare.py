@@ -40,8 +40,6 @@ TOLERANCES = {"generator": 1e-3, "mask-net": 1e-5, "e4e": 2e-5, "irse": 1e-6, "d
 FLOAT32_FLOOR_FACTOR = 5.0  # x the float32 reference's own difference from float64
 EXIT_ABOVE_TOLERANCE = 1
 NETWORKS = ("generator", "mask-net", "e4e", "irse", "deca")
-_OPTIONS = {"generator": "generator_pt", "mask-net": "mask_net_pt", "e4e": "e4e_pt",
-            "irse": "irse_pt", "deca": "deca_tar"}
 
 
 @dataclasses.dataclass
@@ -245,53 +243,3 @@ def format_table(rows: list[Row]) -> str:
 # ---------------------------------------------------------------------------------------------
 # the sub-command (torch is imported only when it runs)
 # ---------------------------------------------------------------------------------------------
-
-def add_arguments(p) -> None:
-    parts = __doc__.split("\n\n")
-    p.description = (" ".join((parts[2].rsplit(":", 1)[0] + ". " + parts[4]).split())
-                     + " Base tolerances (max abs "
-                     "diff): " + ", ".join(f"{k} {v:.0e}" for k, v in TOLERANCES.items()) + ".")
-    p.add_argument("--generator-pt", metavar="FILE.pt", help="official StyleGAN2 checkpoint")
-    p.add_argument("--mask-net-pt", metavar="FILE.pt", help="official StyleMask mask network")
-    p.add_argument("--e4e-pt", metavar="FILE.pt", help="official e4e encoder (e4e_ffhq_encode.pt)")
-    p.add_argument("--irse-pt", metavar="FILE.pth", help="ArcFace IR-SE (model_ir_se50.pth)")
-    p.add_argument("--deca-tar", metavar="FILE.tar", help="DECA checkpoint (deca_model.tar)")
-    p.add_argument("--batch", type=int, default=1, help="inputs per network")
-    p.add_argument("--seed", type=int, default=0, help="seed of the inputs (numpy)")
-    p.add_argument("--tolerance", action="append", default=[], metavar="NAME=VALUE",
-                   help="set a network's max abs tolerance exactly (no float32 floor), "
-                        "e.g. generator=1e-4; repeatable")
-
-
-def _parse_tolerances(items) -> dict:
-    out = {}
-    for item in items:
-        name, _, value = item.partition("=")
-        try:
-            if name not in TOLERANCES:
-                raise ValueError
-            out[name] = float(value)
-            if not 0.0 < out[name] < float("inf"):
-                raise ValueError
-        except ValueError:
-            raise UserInputError(f"--tolerance {item!r}: expected NAME=VALUE with NAME one of "
-                                 f"{', '.join(TOLERANCES)} and VALUE a finite number > 0") from None
-    return out
-
-
-def run(args) -> int:
-    files = {net: getattr(args, opt) for net, opt in _OPTIONS.items()}
-    if not any(files.values()):
-        raise UserInputError("give at least one checkpoint: --generator-pt, --mask-net-pt, "
-                             "--e4e-pt, --irse-pt or --deca-tar")
-    if args.batch < 1:
-        raise UserInputError(f"--batch must be at least 1, got {args.batch}")
-    rows = compare(files, args.batch, args.seed, _parse_tolerances(args.tolerance))
-    print(format_table(rows))
-    failed = [r for r in rows if r.failed]
-    if failed:
-        print("stylemask compare: above tolerance: " + ", ".join(
-            f"{r.network} ({r.max_abs:.2e} > {r.tolerance:.1e})" for r in failed))
-        return EXIT_ABOVE_TOLERANCE
-    print(f"stylemask compare: all {len(rows)} networks within tolerance")
-    return 0

@@ -11,11 +11,19 @@ written on any topology (2 processes x 2 devices, 1 device, ...) restores on any
 
 from __future__ import annotations
 
+import json
 import os
+import sys
 
 import jax
+import ml_collections
 import orbax.checkpoint as ocp
 
+from stylemask_jax.errors import CheckpointError, UserInputError
+from stylemask_jax.sharding import data_mesh, replicated
+from stylemask_jax.training import networks
+from stylemask_jax.training import state as state_lib
+from stylemask_jax.training.config_checks import validate_config
 
 CORRUPT_DIR = "corrupt"  # WORKDIR/checkpoints/corrupt/STEP: steps that failed to restore
 
@@ -71,7 +79,6 @@ def config_mismatch(step_path: str, abstract) -> str | None:
 def _restore_step(manager, step: int, abstract):
     """The state at `step`; CheckpointError for another config's checkpoint; other exceptions
     (Orbax / TensorStore errors of a damaged step) propagate."""
-    from stylemask_jax.errors import CheckpointError
     path = os.path.join(manager.directory, str(step))
     mismatch = config_mismatch(path, abstract)
     if mismatch:
@@ -100,14 +107,12 @@ def restore_latest(manager: ocp.CheckpointManager, target, step: int | None = No
     A step that fails to restore is moved to checkpoints/corrupt/STEP with one line on stderr
     and the next older one is tried; a checkpoint of another config is a CheckpointError.
     With `step`, only that step is restored (missing or damaged: a CheckpointError)."""
-    import sys
-    from stylemask_jax.errors import CheckpointError
     abstract = _abstract(target)
     directory = str(manager.directory)
     steps = sorted(manager.all_steps(), reverse=True)
     if step is not None:
         if step not in steps:
-            raise CheckpointError(f"--step {step}: no such checkpoint in {directory} (steps: "
+            raise CheckpointError(f"step {step}: no such checkpoint in {directory} (steps: "
                                   f"{', '.join(map(str, sorted(steps))) or 'none'})")
         try:
             return _restore_step(manager, step, abstract), step
@@ -142,8 +147,6 @@ def restore_state(workdir: str, nets, config, mesh=None, step: int | None = None
     """(state, step) of WORKDIR's newest restorable checkpoint (or of `step`), or (a fresh
     step-0 state, None) when there is none; restored replicated on `mesh` (default: every
     device). Does not create WORKDIR/checkpoints."""
-    from stylemask_jax.sharding import data_mesh, replicated
-    from stylemask_jax.training import state as state_lib
     mesh = data_mesh() if mesh is None else mesh
     optimizer = state_lib.make_optimizer(config.learning_rate, config.weight_decay)
     # The current mesh's sharding on every leaf: without one Orbax would reuse the saved
@@ -161,8 +164,7 @@ def restore_state(workdir: str, nets, config, mesh=None, step: int | None = None
         found = None
     if found is None:
         if step is not None:
-            from stylemask_jax.errors import CheckpointError
-            raise CheckpointError(f"--step {step}: {checkpoint_dir(workdir)} holds no checkpoints")
+                    raise CheckpointError(f"step {step}: {checkpoint_dir(workdir)} holds no checkpoints")
         state = state_lib.initial_state(nets, config, optimizer, mesh)
     return state, found
 
@@ -171,31 +173,36 @@ def restore_mask_params(workdir: str, config, step: int | None = None):
     """The networks of `config` and WORKDIR's newest restorable (or `step`'s) mask parameters
     (`stylemask evaluate/export`): (nets, frozen, params, step). No checkpoint is a
     UserInputError naming the folder."""
-    from stylemask_jax.errors import UserInputError
-    from stylemask_jax.training import networks
     nets, frozen = networks.build_networks(config)
     state, found = restore_state(workdir, nets, config, step=step)
     if found is None:
-        raise UserInputError(f"--workdir {workdir}: no checkpoint to load in "
-                             f"{checkpoint_dir(workdir)}")
+        raise UserInputError(f"{workdir}: no checkpoint to load in {checkpoint_dir(workdir)}")
     return nets, frozen, state.params, found
 
 
-def workdir_config(workdir: str, overrides=()):
-    """The config a training run saved (WORKDIR/config.json), with command-line overrides."""
-    import json
-    import ml_collections
-    from stylemask_jax.errors import UserInputError
-    from stylemask_jax.training.config_checks import validate_config
-    from stylemask_jax.training.config_overrides import apply_overrides
+def saved_steps(workdir: str) -> list[int]:
+    """The steps of WORKDIR's checkpoints, oldest first (none: [])."""
+    if not os.path.isdir(checkpoint_dir(workdir)):
+        return []
+    manager = make_manager(workdir, create=False)
+    try:
+        return sorted(manager.all_steps())
+    finally:
+        manager.close()
+
+
+def workdir_config(workdir: str, change=None):
+    """The config a training run saved (WORKDIR/config.json); `change(config)` (e.g. overrides)
+    is applied before the config is validated."""
     path = os.path.join(workdir, "config.json")
     if not os.path.isfile(path):
-        raise UserInputError(f"--workdir {workdir}: no config.json (not a training workdir)")
+        raise UserInputError(f"{workdir}: no config.json (not a training workdir)")
     try:
         with open(path) as f:
             config = ml_collections.ConfigDict(json.load(f))
     except (OSError, ValueError) as err:
         raise UserInputError(f"{path}: unreadable ({err})") from None
-    config = apply_overrides(config, list(overrides))
+    if change is not None:
+        config = change(config)
     validate_config(config)
     return config

@@ -1,7 +1,7 @@
 """`validate_config(config)`: every numeric field of a training config in its valid range.
 
 Called by `train` and by `evaluate` / `export` (through `checkpoints.workdir_config`), after the
-command-line overrides, so `--config.eval_pairs=-3` is a one-line error naming the field instead
+command-line overrides, so `config.eval_pairs=-3` is a one-line error naming the field instead
 of a failure deep inside XLA. Fields absent from a config (older workdirs) are skipped.
 """
 
@@ -44,14 +44,14 @@ def _describe(kind, low, high, inclusive) -> str:
 
 
 def check_field(name: str, value, kind: str, low, high, inclusive: bool) -> None:
-    """One field against its range; UserInputError naming `--config.NAME`."""
+    """One field against its range; UserInputError naming `config.NAME`."""
     wanted = _describe(kind, low, high, inclusive)
     is_number = isinstance(value, numbers.Real) and not isinstance(value, bool)
     if not is_number or (kind == "int" and not float(value).is_integer()) or not math.isfinite(value):
-        raise UserInputError(f"--config.{name}={value!r}: expected {wanted}")
+        raise UserInputError(f"config.{name}={value!r}: expected {wanted}")
     if (low is not None and (value < low or (value == low and not inclusive))) or (
             high is not None and value > high):
-        raise UserInputError(f"--config.{name}={value!r}: expected {wanted}")
+        raise UserInputError(f"config.{name}={value!r}: expected {wanted}")
 
 
 def validate_config(config) -> None:
@@ -61,7 +61,7 @@ def validate_config(config) -> None:
         if name in config:
             check_field(name, config[name], *spec)
     if config.get("lambda_perceptual"):
-        raise UserInputError("--config.lambda_perceptual: the LPIPS term is not ported; the "
+        raise UserInputError("config.lambda_perceptual: the LPIPS term is not ported; the "
                              "paper trains with 0")
     generator = config.get("generator")
     if generator is not None:
@@ -69,17 +69,17 @@ def validate_config(config) -> None:
             if name in generator:
                 check_field(f"generator.{name}", generator[name], "int", 1, None, True)
         if "size" in generator and (generator.size < 4 or generator.size & (generator.size - 1)):
-            raise UserInputError(f"--config.generator.size={generator.size}: expected a power "
+            raise UserInputError(f"config.generator.size={generator.size}: expected a power "
                                  "of two >= 4")
         if "lr_mlp" in generator:
             check_field("generator.lr_mlp", generator.lr_mlp, "float", 0.0, None, False)
     box = config.get("deca_fixed_box")
     if box is not None:
         if len(box) != 4 or not box[0] < box[2] or not box[1] < box[3]:
-            raise UserInputError(f"--config.deca_fixed_box={list(box)}: expected [x0, y0, x1, y1] "
+            raise UserInputError(f"config.deca_fixed_box={list(box)}: expected [x0, y0, x1, y1] "
                                  "with x0 < x1 and y0 < y1")
     size_range = config.get("deca_box_size_range")
     if size_range is not None:
         if len(size_range) != 2 or not 0 < size_range[0] <= size_range[1]:
-            raise UserInputError(f"--config.deca_box_size_range={list(size_range)}: expected "
+            raise UserInputError(f"config.deca_box_size_range={list(size_range)}: expected "
                                  "[low, high] with 0 < low <= high")

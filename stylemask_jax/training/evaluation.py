@@ -18,6 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from stylemask_jax import faces
+from stylemask_jax import images as images_lib
 from stylemask_jax import metrics as metrics_lib
 from stylemask_jax import reenact as method
 from stylemask_jax.batching import iter_batches
@@ -91,18 +92,8 @@ def make_evaluator(nets, config, mesh=None):
                     rows.append([im[k] for im in out["images"]])
         results = {name: value / count for name, value in sums.items()}
         if workdir is not None and rows:
-            from stylemask_jax import images as images_lib
             os.makedirs(os.path.join(workdir, "eval"), exist_ok=True)
             images_lib.save_grid(os.path.join(workdir, "eval", f"step_{step:07d}.png"), rows)
         return results
 
     return evaluate
-
-
-def evaluate_workdir(workdir: str, overrides=(), step: int | None = None) -> dict:
-    """`stylemask evaluate`: the metrics of WORKDIR's newest restorable checkpoint (or `step`) on
-    the validation pairs (also writes WORKDIR/eval/step_XXXXXXX.png); returns {'step', 'csim', ...}."""
-    from stylemask_jax.training.checkpoints import restore_mask_params, workdir_config
-    config = workdir_config(workdir, overrides)
-    nets, frozen, params, found = restore_mask_params(workdir, config, step=step)
-    return {"step": found, **make_evaluator(nets, config)(params, frozen, workdir, found)}

@@ -78,12 +78,12 @@ def check_config(config, mesh) -> None:
     validate_config(config)  # every field's range (training/config_checks.py)
     n = mesh.size
     if config.batch_size < 1 or config.batch_size % n:
-        raise UserInputError(f"--config.batch_size={config.batch_size} must be a positive multiple "
+        raise UserInputError(f"config.batch_size={config.batch_size} must be a positive multiple "
                              f"of the {n} devices")
     if config.batch_size % jax.process_count():
-        raise UserInputError(f"--config.batch_size={config.batch_size} must split evenly over "
+        raise UserInputError(f"config.batch_size={config.batch_size} must split evenly over "
                              f"the {jax.process_count()} hosts")
-    microbatch.num_chunks(config, n)  # validates --config.microbatch
+    microbatch.num_chunks(config, n)  # validates config.microbatch
 
 
 def train(config, workdir: str) -> dict:
@@ -94,7 +94,7 @@ def train(config, workdir: str) -> dict:
     distributed.start(auto=bool(config.get("multihost", False)))  # no-op when started already
     mesh = data_mesh(config.get("num_devices", 0))
     check_config(config, mesh)
-    check_output_dir(workdir, "--workdir")
+    check_output_dir(workdir, "workdir")
     nets, frozen = networks.build_networks(config)
     frozen = jax.device_put(frozen, replicated(mesh))
     optimizer = state_lib.make_optimizer(config.learning_rate, config.weight_decay)

@@ -32,7 +32,7 @@ def num_chunks(config, num_devices: int) -> int:
     if m == 0:
         return 1
     if m < 0 or per_device % m:
-        raise UserInputError(f"--config.microbatch={m} must be 0 (off) or divide the per-device "
+        raise UserInputError(f"config.microbatch={m} must be 0 (off) or divide the per-device "
                              f"batch {per_device} (batch_size {config.batch_size} over "
                              f"{num_devices} devices)")
     return per_device // m

@@ -1,0 +1,68 @@
+"""`stylemask dataset build`: every face of a folder of photos or videos into a TFDS dataset.
+
+    stylemask dataset build faces/ --out data/ --frame-stride 5
+
+Layouts: SRC/PHOTO.png (one identity each), SRC/ID/PHOTO.png, SRC/ID/VIDEO.mp4,
+SRC/ID/VIDEO/FRAME.png. Re-running with the same source does nothing; frames without a face are
+skipped and counted.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from stylemask_jax.commands import library
+from stylemask_jax.commands.args import at_least, at_least_zero
+from stylemask_jax.outputs import check_output_dir
+
+datasets = library("stylemask_jax.datasets")
+
+
+def add_arguments(p) -> None:
+    sub = p.add_subparsers(dest="dataset_command", metavar="ACTION", required=True)
+    build = sub.add_parser(
+        "build", help="align every face of a folder of photos or videos into a TFDS dataset",
+        description="Aligns every face of SRC (the official FFHQ crop from dlib's 68 landmarks) "
+                    "into a tensorflow-datasets dataset (array_record files, no TensorFlow "
+                    "needed) under --out. Layouts: SRC/PHOTO.png (one identity each), "
+                    "SRC/ID/PHOTO.png, SRC/ID/VIDEO.mp4, SRC/ID/VIDEO/FRAME.png. Re-running with "
+                    "the same source does nothing; frames without a face are skipped and counted.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    build.add_argument("src", metavar="SRC", help="folder of photos or of videos grouped by identity")
+    build.add_argument("--out", required=True, metavar="DATA_DIR", help="TFDS data_dir to write")
+    build.add_argument("--frame-stride", type=int, default=1, action=at_least(1),
+                       help="keep every n-th video frame")
+    build.add_argument("--max-frames", type=int, default=0, action=at_least_zero("all"),
+                       help="at most this many kept frames per video (0: all)")
+    build.add_argument("--max-detect-side", type=int, default=None, action=at_least(1),
+                       help="detect faces on a copy of at most this side (faster on large "
+                            "frames, landmarks ~1 px less exact); default: the full frame")
+    build.add_argument("--overwrite", action="store_true",
+                       help="rebuild when the source has changed since the last build")
+
+
+def run(args) -> None:
+    check_output_dir(args.out, "--out")
+    report = datasets.build_dataset(args.src, args.out, frame_stride=args.frame_stride,
+                                    max_frames=args.max_frames, overwrite=args.overwrite,
+                                    max_detect_side=args.max_detect_side)
+    print(summary(report))
+
+
+def summary(report) -> str:
+    """The lines `stylemask dataset build` prints for a `datasets.BuildReport`."""
+    meta = report.metadata
+    if report.skipped:
+        return f"already built: {report.path} ({report.num_examples} faces); nothing to do"
+    lines = [f"wrote {report.num_examples} faces from {meta.get('num_items')} photos/videos "
+             f"({meta.get('num_frames')} frames read) to {report.path}"]
+    if meta.get("num_no_face"):
+        listed = meta.get("no_face", [])
+        more = meta["num_no_face"] - len(listed)
+        lines.append(f"no face found in {meta['num_no_face']} frames: {', '.join(listed[:10])}"
+                     + (f" and {meta['num_no_face'] - 10} more" if meta["num_no_face"] > 10
+                        else "") + (f" ({more} not listed in the metadata)" if more else ""))
+    if meta.get("ignored_files"):
+        lines.append(f"ignored {len(meta['ignored_files'])} files that are neither photos nor "
+                     f"videos: {', '.join(meta['ignored_files'][:10])}")
+    return "\n".join(lines)
