@@ -82,7 +82,8 @@ def reenact_video(models, inverter: Inverter, source, driving: str, out_dir: str
                   detector: LandmarkDetector | None = None, truncation: float = 0.7,
                   mean=None, batch_size: int = 8, paste_back: bool = False,
                   side_by_side_view: bool = False, smoothing: OneEuroParams = OneEuroParams(),
-                  progress: bool = True, compiled=None, on_frames=None, face=None,
+                  progress: bool = True, compiled=None, on_frames=None,
+                  face: tuple[float, float] | None = None,
                   track_path: str | None = None) -> VideoResult:
     """Reenacts the source photo with every frame of `driving`; writes OUT_DIR/reenacted.mp4.
 
