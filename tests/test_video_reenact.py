@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from photo_utils import clip_with_gaps, e4e_net, fixture_photo, photo_models, write_test_clip
+from stylemask_jax.errors import UserInputError
 from stylemask_jax.photos.driving import reenact_video
 from stylemask_jax.photos.pipeline import Inverter
 from stylemask_jax.photos.video import count_frames, probe_video
@@ -63,6 +64,17 @@ def test_video_paste_back_has_the_photo_size(tmp_path, nets):
     info = probe_video(result.path)
     assert info.size == (512, 512) and count_frames(result.path) == 4 and not info.has_audio
     assert result.stats["carried"] == 0 and result.stats["filled"] == 0
+
+
+def test_video_face_point_outside_the_first_face_frame(tmp_path, nets):
+    models, inverter = nets
+    clip = write_test_clip(tmp_path / "clip.mp4", clip_with_gaps(3, blank=[0]), FPS)  # 160 x 128
+    with pytest.raises(UserInputError, match=r"^face point \(900, 20\) is outside the first face "
+                                             r"frame \(160x128\)$"):
+        reenact_video(models, inverter, fixture_photo("astronaut"), clip, str(tmp_path / "out"),
+                      mean=_mean(models), batch_size=BATCH, face=(900, 20), progress=False,
+                      track_path=str(tmp_path / "out" / "track.csv"))
+    assert not (tmp_path / "out").exists()                # checked before anything is written
 
 
 def test_jitter_with_and_without_smoothing(capsys):
