@@ -4,7 +4,8 @@ takes over the crop because it is larger in some frames.
     tracker = FaceTracker(detector, fps=info.fps, face=None, initial=first_landmarks)
     landmarks, row = tracker(frame)     # smoothed float64 (68, 2) (None: no face yet); a TrackRow
     tracker.stats()                     # detected, carried, filled, resets, reacquired
-    write_track("out/track.csv", rows)  # one CSV row per frame (TRACK_COLUMNS)
+    rows.append(dataclasses.replace(row, quad=align_face(frame, landmarks)[1].quad))
+    write_track("out/track.csv", rows)  # one CSV row per frame (TRACK_COLUMNS), quads 3 decimals
 
 The rules, per frame, on all the faces dlib finds (boxes (left, top, right, bottom), pixels):
 
