@@ -1,5 +1,6 @@
 """Real photos and videos: robust loading, dlib 68-point landmarks, the official FFHQ alignment,
-paste back, video streaming (`video`, `frames`) and landmark smoothing (`smoothing`).
+paste back, video streaming (`video`, `frames`), landmark smoothing (`smoothing`) and one face
+followed through a video (`tracking`).
 
 The modules import their optional dependencies (dlib, scipy) only when used, so importing this
 package is cheap; see each module's docstring.

