@@ -27,6 +27,7 @@ from PIL import Image
 from stylemask_jax.cli import main
 
 from conftest import flame_model_pkl
+from video_utils import clip_frames, write_test_clip
 
 FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -104,6 +105,8 @@ def env(tmp_path_factory):
     (root / "nockpt").mkdir()
     shutil.copy(root / "work" / "config.json", root / "nockpt" / "config.json")
     e["nockpt"] = str(root / "nockpt")
+    e["clip"] = write_test_clip(str(root / "clip.mp4"), clip_frames(3, 96, 80), fps=10.0)
+    e["astronaut"] = os.path.join(FIXTURES_ALIGN, "astronaut.png")
     (root / "badjson").mkdir()
     (root / "badjson" / "config.json").write_text("{not json")
     e["badjson"] = str(root / "badjson")
@@ -200,6 +203,29 @@ def reenact_rows():
                                       "--out", "{out}"], "no such directory", "{out}"),
         ("reenact-mask-net-wrong-kind", ["reenact", "--generator", "{gen}", "--mask-net", "{gen}",
                                          "--out", "{out}"], "expected 'mask_net'", "{out}"),
+    ]
+
+
+def driving_rows():
+    video = ["reenact", "--generator", "{gen}", "--mask-net", "{mask}", "--e4e", "{e4e}",
+             "--out", "{out}", "--sources", "{astronaut}", "--driving", "{clip}"]
+    tiny = ["reenact", "--config", "tiny", "--out", "{out}"]
+    return [
+        ("driving-without-sources", tiny + ["--driving", "{clip}"], "--driving needs --sources",
+         "{out}"),
+        ("driving-with-targets", video + ["--targets", "{astronaut}"], "--driving replaces",
+         "{out}"),
+        ("driving-missing-clip", video[:-1] + ["{missing}.mp4"], "no_such", "{out}"),
+        ("driving-text-clip", video[:-1] + ["{text}"], "notes.txt", "{out}"),
+        ("driving-face-not-a-point", video + ["--face", "left"], "--face 'left'", "{out}"),
+        ("driving-face-outside", video + ["--face", "500,20"], "outside the video's 96x80",
+         "{out}"),
+        ("driving-face-without-driving", tiny + ["--face", "10,10"], "--face is for --driving",
+         "{out}"),
+        ("driving-save-track-without-driving", tiny + ["--save-track"],
+         "--save-track is for --driving", "{out}"),
+        ("driving-side-by-side-without-driving", tiny + ["--side-by-side"],
+         "--side-by-side is for --driving", "{out}"),
     ]
 
 
@@ -347,7 +373,7 @@ def demo_rows():
     ]
 
 
-ROW_BUILDERS = [convert_rows, generate_rows, reenact_rows, invert_rows, train_rows,
+ROW_BUILDERS = [convert_rows, generate_rows, reenact_rows, driving_rows, invert_rows, train_rows,
                 evaluate_rows, export_rows, compare_rows, dataset_rows, demo_rows]
 ROWS = [row for build in ROW_BUILDERS for row in build()]
 

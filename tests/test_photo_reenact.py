@@ -55,9 +55,14 @@ def test_driving_video(tmp_path, weights, capsys):
     clip = write_test_clip(tmp_path / "clip.mp4", clip_with_gaps(5, blank=[2]), 10, audio=True)
     out = tmp_path / "out"
     assert cli.main(["reenact", "--sources", fixture_photo("astronaut"), "--driving", clip,
-                     *_models(weights), "--out", str(out), "--side-by-side"]) == 0
+                     *_models(weights), "--out", str(out), "--side-by-side", "--save-track"]) == 0
     text = capsys.readouterr().out
     assert "5 frames" in text and "1 carried" in text and "0 filled" in text
+    assert f"track in {out / 'track.csv'}" in text
+    rows = (out / "track.csv").read_text().splitlines()
+    assert rows[0].startswith("frame,status,faces,") and len(rows) == 1 + 5
+    assert [row.split(",")[1] for row in rows[1:]] == ["detected", "detected", "carried",
+                                                       "detected", "detected"]
     from stylemask_jax.photos.video import count_frames, probe_video
     info = probe_video(str(out / "reenacted.mp4"))
     assert count_frames(str(out / "reenacted.mp4")) == 5 and info.has_audio

@@ -13,6 +13,10 @@ and its face found, before any network loads; nothing is written before the outp
 
 from __future__ import annotations
 
+import argparse
+import math
+import os
+
 import numpy as np
 
 from stylemask_jax.commands import library
@@ -28,8 +32,24 @@ inference = library("stylemask_jax.inference")
 inversion = library("stylemask_jax.inversion")
 outputs = library("stylemask_jax.outputs")
 pipeline = library("stylemask_jax.photos.pipeline")
+video = library("stylemask_jax.photos.video")
 
 ROLES = (("source", 0), ("target", 1))  # (role, its offset in the interleaved random codes)
+TRACK_NAME = "track.csv"
+
+
+class FacePoint(argparse.Action):
+    """--face X,Y -> (x, y) floats; anything else is a one-line error."""
+
+    def __call__(self, parser, namespace, value, option_string=None):
+        try:
+            x, y = (float(part) for part in value.split(","))
+        except ValueError:
+            raise UserInputError(f"{option_string} {value!r}: expected X,Y pixel coordinates, "
+                                 "e.g. 320,180") from None
+        if not (math.isfinite(x) and math.isfinite(y)):
+            raise UserInputError(f"{option_string} {value!r}: expected finite coordinates")
+        setattr(namespace, self.dest, (x, y))
 
 
 def add_arguments(p) -> None:
@@ -80,6 +100,13 @@ def add_arguments(p) -> None:
                         "reenact the one --sources photo with every frame as the target; writes "
                         "OUT/reenacted.mp4 at the clip's frame rate with its audio (landmarks "
                         "smoothed over time; frames without a face reuse the last alignment)")
+    photos.add_argument("--face", metavar="X,Y", default=None, action=FacePoint,
+                        help="with --driving: follow the face at this pixel of the clip's first "
+                             "frame with a face (default: the largest face there); later frames "
+                             "keep that face, never a larger one elsewhere")
+    photos.add_argument("--save-track", action="store_true", help="with --driving: write "
+                        f"OUT/{TRACK_NAME}, one row per frame: status (detected, carried, "
+                        "filled), faces found, the chosen face box, the crop quad")
     photos.add_argument("--side-by-side", action="store_true", help="with --driving: each frame "
                         "is the driving frame, resized to the output's height (aspect kept), left "
                         "of the reenacted one")
@@ -99,8 +126,10 @@ def input_kinds(args) -> dict:
         raise UserInputError("--driving needs --sources PHOTO (the face the video animates)")
     if args.driving and args.targets:
         raise UserInputError("--driving replaces --targets (each frame is a target); give one")
-    if args.side_by_side and not args.driving:
-        raise UserInputError("--side-by-side is for --driving videos")
+    for flag, given in (("--side-by-side", args.side_by_side), ("--face", args.face),
+                        ("--save-track", args.save_track)):
+        if given and not args.driving:
+            raise UserInputError(f"{flag} is for --driving videos")
     kinds = {role: pipeline.input_files(path, f"--{role}s") if path else None
              for role, path in (("source", args.sources), ("target", args.targets))}
     photos = [role for role, kind in kinds.items() if kind and kind[0] == "photos"]
@@ -137,6 +166,14 @@ def models_of(args):
     return load_models(args.generator, args.mask_net)
 
 
+def check_face_point(face: tuple[float, float], size: tuple[int, int]) -> None:
+    """--face must lie inside the clip's (width, height) frames."""
+    width, height = size
+    if not (0 <= face[0] < width and 0 <= face[1] < height):
+        raise UserInputError(f"--face {face[0]:g},{face[1]:g}: outside the video's "
+                             f"{width}x{height} frames")
+
+
 def run(args) -> None:
     kinds = input_kinds(args)
     if args.save_aligned:  # the crops are named after the photos: names must be unique
@@ -145,6 +182,11 @@ def run(args) -> None:
                 with naming(f"--{role}s:"):
                     inversion.output_names(kinds[role][1])
     check_output_dir(args.out, "--out")
+    if args.driving:
+        with naming("--driving"):
+            clip = video.probe_video(args.driving)
+        if args.face:
+            check_face_point(args.face, clip.size)
     faces = {role: pipeline.prepare_faces(kinds[role][1], keep_photos=args.paste_back
                                           and role == "source")
              for role, _ in ROLES if kinds[role] and kinds[role][0] == "photos" and not args.driving}
@@ -198,12 +240,16 @@ def invert_all(inverter, gvars, crops, batch_size: int):
 
 def reenact_video(args, models, inverter, source: str, mean) -> str:
     """OUT/reenacted.mp4 of --sources PHOTO driven by --driving CLIP -> the summary line."""
+    track = os.path.join(args.out, TRACK_NAME) if args.save_track else None
     result = driving_lib.reenact_video(models, inverter, source, args.driving, args.out,
                                        truncation=args.truncation, mean=mean,
                                        batch_size=args.batch_size, paste_back=args.paste_back,
-                                       side_by_side_view=args.side_by_side)
+                                       side_by_side_view=args.side_by_side, face=args.face,
+                                       track_path=track)
     st = result.stats
     return (f"wrote {result.path} ({st['frames']} frames, {result.size[0]}x{result.size[1]} at "
             f"{result.fps:g} fps): face found in {st['detected']}, {st['carried']} carried "
             f"(no face: the last alignment reused), {st['filled']} filled (before the first face), "
-            f"{st['resets']} smoother resets")
+            f"{st['resets']} smoother resets" + (f", {st['reacquired']} reacquired"
+                                                 if st.get("reacquired") else "")
+            + (f"; track in {track}" if track else ""))
