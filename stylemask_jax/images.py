@@ -10,8 +10,10 @@ import os
 from typing import Sequence
 
 import numpy as np
+from PIL import Image, UnidentifiedImageError
 
 from stylemask_jax.errors import UserInputError
+from stylemask_jax.ops.matrix_resize import adaptive_avg_pool2d
 
 
 def to_uint8(images) -> np.ndarray:
@@ -27,7 +29,6 @@ def from_uint8(images) -> np.ndarray:
 
 def save_png(path: str | os.PathLike, image) -> str:
     """Writes one float [-1, 1] image (H, W, 3) as an 8-bit RGB PNG; creates the parent dir."""
-    from PIL import Image
     image = np.asarray(image)
     if image.ndim != 3 or image.shape[-1] != 3:
         raise ValueError(f"save_png expects an (H, W, 3) image, got shape {image.shape}")
@@ -71,7 +72,6 @@ def load_image(path: str | os.PathLike, size: int | None = None) -> np.ndarray:
     the image is square and its side a multiple of `size` (as StyleMask's 4x4 pooling from
     1024 to 256), otherwise PIL's bilinear resize (torchvision's `Resize` on PIL images).
     """
-    from PIL import Image, UnidentifiedImageError
     path = os.fspath(path)
     try:
         with Image.open(path) as img:
@@ -86,6 +86,5 @@ def load_image(path: str | os.PathLike, size: int | None = None) -> np.ndarray:
     except (UnidentifiedImageError, OSError) as err:
         raise UserInputError(f"{path}: cannot read image ({err})") from None
     if size is not None and x.shape[0] != size:  # a side that is a multiple of size: block mean
-        from stylemask_jax.ops.matrix_resize import adaptive_avg_pool2d
         x = np.asarray(adaptive_avg_pool2d(x[None], size)[0])
     return x

@@ -19,6 +19,7 @@ from typing import Any
 
 import jax
 import numpy as np
+import orbax.checkpoint as ocp
 
 from stylemask_jax.errors import UserInputError
 from stylemask_jax.outputs import atomic_dir, check_output_dir
@@ -33,7 +34,6 @@ class WeightsError(UserInputError):
 
 
 def _checkpointer():
-    import orbax.checkpoint as ocp
     return ocp.StandardCheckpointer()
 
 

@@ -181,7 +181,7 @@ def test_bad_sources_are_one_line_errors(tmp_path):
     with pytest.raises(UserInputError, match="photo.png: not an image"):
         build(str(broken), str(tmp_path / "out"))
     assert not os.path.exists(tmp_path / "out" / "stylemask_faces" / "stride1_maxall" / "1.0.0")
-    with pytest.raises(UserInputError, match="frame-stride"):
+    with pytest.raises(UserInputError, match="frame stride"):
         build(str(noface), str(tmp_path / "out"), frame_stride=0)
 
 

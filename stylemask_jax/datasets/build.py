@@ -18,25 +18,18 @@ from __future__ import annotations
 import dataclasses
 import functools
 import os
+import shutil
 from typing import Any
 
 import numpy as np
 
 from stylemask_jax.datasets import sources
+from stylemask_jax.datasets.builder import DATASET_NAME, StylemaskFaces, config_for, tfds
 from stylemask_jax.errors import UserInputError
+from stylemask_jax.outputs import check_output_dir
 
 TABLE_FILE = "examples.npz"      # identity_id / video_id / frame per record, next to the data
 TABLE_KEYS = ("identity_id", "video_id", "frame", "identity", "video")
-
-
-def _tfds():
-    try:
-        import tensorflow_datasets as tfds
-        import array_record  # noqa: F401  (the file format's reader and writer)
-    except ImportError as err:
-        raise UserInputError(f"datasets need tensorflow-datasets and array_record ({err}); "
-                             'install them with pip install -e ".[datasets]"') from None
-    return tfds
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,15 +62,10 @@ def build_dataset(src: str | os.PathLike, out_dir: str | os.PathLike, *, frame_s
     aligner / read_photo / read_video: see `crops`; None uses `stylemask_jax.photos`.
     Frames where no face is found are skipped, counted and listed in the report's metadata.
     """
-    import shutil
-
     if frame_stride < 1:
         raise UserInputError(f"frame stride must be at least 1, got {frame_stride}")
     if max_frames < 0:
         raise UserInputError(f"max frames must be 0 (all) or more, got {max_frames}")
-    tfds = _tfds()
-    from stylemask_jax.datasets.builder import StylemaskFaces, config_for
-    from stylemask_jax.outputs import check_output_dir
 
     source = sources.scan_source(os.path.abspath(os.fspath(src)))
     check_output_dir(os.fspath(out_dir), "output folder")
@@ -116,7 +104,6 @@ def _num_examples(builder) -> int:
 
 def dataset_dirs(data_dir: str | os.PathLike) -> list[str]:
     """The built datasets under `data_dir` (a build's out_dir, or one dataset folder)."""
-    from stylemask_jax.datasets.builder import DATASET_NAME
     data_dir = os.fspath(data_dir)
     if os.path.isfile(os.path.join(data_dir, "dataset_info.json")):
         return [data_dir]
@@ -143,7 +130,6 @@ class FaceDataset:
     """
 
     def __init__(self, path: str):
-        tfds = _tfds()
         self.path = path
         self._builder = tfds.builder_from_directory(path)
         self.source = self._builder.as_data_source(split="train")
@@ -166,7 +152,6 @@ class FaceDataset:
             with np.load(cache, allow_pickle=False) as saved:
                 if all(k in saved for k in TABLE_KEYS) and len(saved["frame"]) == len(self):
                     return {k: saved[k] for k in TABLE_KEYS}
-        tfds = _tfds()
         light = self._builder.as_data_source(
             split="train", decoders={"image": tfds.decode.SkipDecoding()})
         columns: dict[str, list] = {k: [] for k in TABLE_KEYS}

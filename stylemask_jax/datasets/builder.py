@@ -30,11 +30,17 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
-import tensorflow_datasets as tfds
 from tqdm.auto import tqdm
 
 from stylemask_jax.datasets import crops, sources
 from stylemask_jax.errors import UserInputError
+
+try:  # the [datasets] extra, imported here alone: every dataset module goes through this one
+    import array_record  # noqa: F401  (the file format's reader and writer)
+    import tensorflow_datasets as tfds
+except ImportError as err:
+    raise UserInputError(f"datasets need tensorflow-datasets and array_record ({err}); "
+                         'install them with pip install -e ".[datasets]"') from None
 
 DATASET_NAME = "stylemask_faces"
 MAX_LISTED_SKIPS = 1000         # no-face frames named in the metadata (all are counted)

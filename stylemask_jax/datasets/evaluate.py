@@ -22,9 +22,15 @@ import os
 import jax
 import numpy as np
 
+from stylemask_jax import faces
+from stylemask_jax import reenact as method
+from stylemask_jax.batching import iter_batches
 from stylemask_jax.datasets.build import FaceDataset, load_dataset
 from stylemask_jax.datasets.invert import load_codes
 from stylemask_jax.errors import UserInputError
+from stylemask_jax.images import from_uint8
+from stylemask_jax.sharding import data_mesh, data_sharding, replicated, round_to_mesh
+from stylemask_jax.training.evaluation import image_metrics
 
 METRICS = ("csim", "pose_error", "expression_error")
 
@@ -36,9 +42,6 @@ def pair_metrics(mask_params, frozen, w_source, w_target, source_images, target_
     w_source, w_target: (b, n_latent, style_dim) W+ codes; *_images: (b, 256, 256, 3) real
     aligned crops in [-1, 1].
     """
-    from stylemask_jax import faces
-    from stylemask_jax import reenact as method
-    from stylemask_jax.training.evaluation import image_metrics
     gen, gvars = nets.generator, frozen["generator"]
     s_src = method.style_codes(gen, gvars, w_source)
     s_tgt = method.style_codes(gen, gvars, w_target)
@@ -58,10 +61,6 @@ def evaluate_dataset(data_dir, pairs, nets, frozen, mask_params, config, *, code
     codes: (N, n_latent, style_dim) W+ codes of every example (default: `load_codes`).
     out: a .json file for the means, the per-pair values and the pairs.
     """
-    from stylemask_jax.batching import iter_batches
-    from stylemask_jax.images import from_uint8
-    from stylemask_jax.sharding import data_mesh, data_sharding, replicated, round_to_mesh
-
     dataset = data_dir if isinstance(data_dir, FaceDataset) else load_dataset(data_dir)
     codes = load_codes(dataset) if codes is None else codes
     pairs = np.asarray(pairs, np.int64).reshape(-1, 2)

@@ -24,9 +24,13 @@ import os
 import jax
 import numpy as np
 
+from stylemask_jax.batching import iter_batches
 from stylemask_jax.datasets.build import FaceDataset, load_dataset
 from stylemask_jax.datasets.shards import shard_bounds
 from stylemask_jax.errors import UserInputError
+from stylemask_jax.images import from_uint8
+from stylemask_jax.models.e4e import E4E_INPUT_SIZE
+from stylemask_jax.sharding import data_mesh, data_sharding, replicated, round_to_mesh
 
 CODES_DIR = "codes"
 
@@ -98,11 +102,6 @@ def invert_dataset(data_dir, encoder, variables, *, batch_size: int = 8, config:
     process_index / process_count: default `jax.process_index()` / `jax.process_count()`.
     mesh: a 1-D 'data' mesh (default: this host's devices).
     """
-    from stylemask_jax.batching import iter_batches
-    from stylemask_jax.images import from_uint8
-    from stylemask_jax.models.e4e import E4E_INPUT_SIZE
-    from stylemask_jax.sharding import data_mesh, data_sharding, replicated, round_to_mesh
-
     if batch_size < 1:
         raise UserInputError(f"batch size must be at least 1, got {batch_size}")
     dataset = data_dir if isinstance(data_dir, FaceDataset) else load_dataset(data_dir, config)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Sequence
 
 import numpy as np
+from PIL import Image
 
 VIEW_SIZE = 256
 HEAT_WIDTH = 512
@@ -30,7 +31,6 @@ def colormap(values) -> np.ndarray:
 
 def to_view(image: np.ndarray, size: int = VIEW_SIZE) -> np.ndarray:
     """uint8 (H, W, 3) -> (size, size, 3): box-averaged when larger, bilinear when smaller."""
-    from PIL import Image
     if image.shape[:2] == (size, size):
         return image
     pil = Image.fromarray(image)

@@ -35,6 +35,7 @@ import jax
 import jax.numpy as jnp
 
 from stylemask_jax.models.remat import remat_module
+from stylemask_jax.weights import WeightsError, load_weights
 
 RESNET50_BLOCKS = (3, 4, 6, 3)
 STAGE_WIDTHS = (64, 128, 256, 512)
@@ -185,7 +186,6 @@ def load_deca(weights_dir, dtype: Any = jnp.float32) -> tuple[DecaEncoder, dict]
     `variables` is {'params': ..., 'batch_stats': ...}, float32 arrays on the default device.
     Raises WeightsError if the directory is missing or holds another network.
     """
-    from stylemask_jax.weights import WeightsError, load_weights
     variables, arch = load_weights(weights_dir, "deca")
     blocks = tuple(int(b) for b in arch.get("blocks", ()))
     if len(blocks) != 4 or min(blocks) < 1:

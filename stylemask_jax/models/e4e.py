@@ -40,6 +40,7 @@ import numpy as np
 
 from stylemask_jax.models.irse import UNITS_BY_DEPTH, IRSEBody
 from stylemask_jax.ops.matrix_resize import adaptive_avg_pool2d, resize_bilinear_align_corners
+from stylemask_jax.weights import load_weights, on_device
 
 COARSE_END = 3  # codes 0..2 read c3 (16 x 16)
 MIDDLE_END = 7  # codes 3..6 read p2 (32 x 32); codes 7.. read p1 (64 x 64)
@@ -231,7 +232,6 @@ def load_e4e(weights_dir: str | os.PathLike, dtype=jnp.float32) -> tuple[Encoder
     `variables` = `{'params': ..., 'batch_stats': ...}` (arrays on the default device), for
     `module.apply(variables, images)`.
     """
-    from stylemask_jax.weights import load_weights, on_device
     variables, arch = load_weights(weights_dir, "e4e")
     if "styles_0" in variables["params"]:  # converted before the style groups: restack, place again
         variables = on_device(dict(variables, params=group_style_blocks(variables["params"],

@@ -30,6 +30,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
+from stylemask_jax.weights import load_weights
+
 NUM_JOINTS = 5
 NECK = 1
 CONTOUR_ROWS = 79    # rows 0..39: yaw 0..39 degrees; rows 40..78: yaw -1..-39 degrees
@@ -92,7 +94,6 @@ class Decoded(NamedTuple):
 
 def load_flame(weights_dir: str | os.PathLike) -> FlameModel:
     """Loads a directory written by `stylemask convert flame` into a FlameModel."""
-    from stylemask_jax.weights import load_weights
     arrays, arch = load_weights(weights_dir, "flame")
     return FlameModel.from_arrays(arrays, arch)
 

@@ -37,6 +37,7 @@ import numpy as np
 
 from stylemask_jax.models.remat import remat_module
 from stylemask_jax.ops.matrix_resize import adaptive_avg_pool2d
+from stylemask_jax.weights import load_weights
 
 STAGE_WIDTHS = (64, 128, 256, 512)
 UNITS_BY_DEPTH = {50: (3, 4, 14, 3), 100: (3, 13, 30, 3), 152: (3, 8, 36, 3)}
@@ -210,6 +211,5 @@ def load_irse(weights_dir: str | os.PathLike, dtype=jnp.float32) -> tuple[IRSE, 
     `variables` is `{'params': ..., 'batch_stats': ...}` (arrays on the default device), ready
     for `module.apply(variables, x)` or `face_embeddings(module, variables, images)`.
     """
-    from stylemask_jax.weights import load_weights
     variables, arch = load_weights(weights_dir, "irse")
     return irse_from_arch(arch, dtype), variables

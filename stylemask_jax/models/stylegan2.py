@@ -39,6 +39,7 @@ from stylemask_jax.models.remat import remat_function
 from stylemask_jax.models.stylegan2_layers import (MappingNetwork, StyledConv, ToRGB,
                                                    noise_shapes, style_layer_channels)
 from stylemask_jax.ops.matrix_resize import adaptive_avg_pool2d
+from stylemask_jax.weights import WeightsError, load_weights
 
 
 class Generator(nn.Module):
@@ -275,7 +276,6 @@ def load_generator(weights_dir, dtype=jnp.float32):
     `weights_dir` is what `stylemask convert stylegan2 IN.pt OUT_DIR` (or e4e's
     --generator-out) wrote; variables are {'params', 'buffers'} of jnp float32 arrays.
     """
-    from stylemask_jax.weights import WeightsError, load_weights
     tree, arch = load_weights(weights_dir, "stylegan2")
     try:
         gen = Generator.from_arch(arch, dtype=dtype)

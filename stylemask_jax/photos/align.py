@@ -29,6 +29,7 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
+from PIL import Image
 
 from stylemask_jax.errors import UserInputError
 from stylemask_jax.photos.loading import check_rgb
@@ -116,8 +117,6 @@ def align_face(photo, landmarks) -> tuple[np.ndarray, AlignGeometry]:
     photo: uint8 (H, W, 3) RGB. landmarks: (68, 2) x, y (iBUG 300-W order).
     Returns (crop uint8 (256, 256, 3), AlignGeometry).
     """
-    from PIL import Image
-
     photo = check_rgb(photo, "photo")
     quad, qsize = face_quad(landmarks)
     img = Image.fromarray(photo, "RGB")

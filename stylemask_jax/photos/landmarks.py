@@ -26,6 +26,7 @@ import os
 from typing import Iterable, Sequence
 
 import numpy as np
+from PIL import Image
 
 from stylemask_jax.errors import UserInputError
 from stylemask_jax.photos.loading import check_rgb
@@ -83,7 +84,6 @@ class LandmarkDetector:
         h, w = image.shape[:2]
         if self.max_detect_side is None or max(h, w) <= self.max_detect_side:
             return list(self._detector(image, self.upsample))
-        from PIL import Image
         factor = max(h, w) / self.max_detect_side
         size = (max(int(round(w / factor)), 1), max(int(round(h / factor)), 1))
         small = np.asarray(Image.fromarray(image).resize(size, Image.Resampling.BILINEAR))

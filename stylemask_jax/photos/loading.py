@@ -23,6 +23,7 @@ from __future__ import annotations
 import os
 
 import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from stylemask_jax.errors import UserInputError
 
@@ -104,7 +105,6 @@ def load_photo(source, name: str | None = None) -> np.ndarray:
         _check_size(name, rgb.shape[1], rgb.shape[0])
         return rgb
 
-    from PIL import Image, ImageOps, UnidentifiedImageError
 
     path = os.fspath(source)
     name = name or path

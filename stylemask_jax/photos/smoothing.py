@@ -43,6 +43,7 @@ from typing import Iterable, Optional, Tuple
 import numpy as np
 
 from stylemask_jax.errors import UserInputError
+from stylemask_jax.photos.align import face_quad
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,7 +63,6 @@ def crop_quad(landmarks) -> Tuple[np.ndarray, np.ndarray]:
     Returns (quad (..., 4, 2), qsize (...,)): the oriented square's corners in the order
     (c - x - y, c - x + y, c + x + y, c + x - y) and its side 2 |x|, in pixels (float64).
     """
-    from stylemask_jax.photos.align import face_quad
     lm = np.asarray(landmarks, np.float64)
     flat = lm.reshape(-1, 68, 2)
     quads, sizes = zip(*(face_quad(points) for points in flat)) if len(flat) else ((), ())

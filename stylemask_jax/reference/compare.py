@@ -29,9 +29,28 @@ from __future__ import annotations
 import dataclasses
 import time
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 
 from stylemask_jax.errors import UserInputError
+
+try:  # the [torch] extra: the reference modules below need it too
+    import torch
+except ImportError:
+    raise UserInputError('stylemask compare needs PyTorch: pip install -e ".[torch]"') from None
+
+from convert_weights import deca, e4e, irse, mask_net, stylegan2
+from convert_weights.torch_reader import load_torch_file
+from stylemask_jax.models.deca import DecaEncoder
+from stylemask_jax.models.e4e import e4e_from_arch
+from stylemask_jax.models.irse import face_embeddings, irse_from_arch
+from stylemask_jax.models.mask_net import MaskNet
+from stylemask_jax.models.stylegan2 import Generator
+from stylemask_jax.reference import stylegan2 as ref
+from stylemask_jax.reference.deca import build_deca
+from stylemask_jax.reference.irse import build_e4e, build_irse
+from stylemask_jax.reference.stylemask import build_mask_net
 
 # Max abs difference allowed, float32 JAX vs the float64 reference: the tolerances of the parity
 # tests on the official reference vectors (tests/test_stylegan2_torch.py full FFHQ-1024 layout,
@@ -68,7 +87,6 @@ def _timed(fn):
 
 
 def _jax_call(fn):
-    import jax
 
     def call():
         with jax.default_matmul_precision("highest"):
@@ -77,8 +95,6 @@ def _jax_call(fn):
 
 
 def _torch_call(fn):
-    import torch
-
     def call():
         with torch.no_grad():
             return np.asarray(fn(), np.float64)
@@ -94,13 +110,8 @@ def _nchw(x, torch, dtype):
 # ---------------------------------------------------------------------------------------------
 
 def _generator(path, rng, batch, torch):
-    import jax
-    from convert_weights.stylegan2 import convert_stylegan2
-    from convert_weights.torch_reader import load_torch_file
-    from stylemask_jax.models.stylegan2 import Generator
-    from stylemask_jax.reference import stylegan2 as ref
     checkpoint = load_torch_file(path)
-    variables, arch, _ = convert_stylegan2(checkpoint, source=str(path))
+    variables, arch, _ = stylegan2.convert_stylegan2(checkpoint, source=str(path))
     gen = Generator.from_arch(arch)
     state = checkpoint["g_ema"] if isinstance(checkpoint, dict) and "g_ema" in checkpoint else checkpoint
     z = rng.standard_normal((batch, arch["style_dim"])).astype(np.float32)
@@ -113,13 +124,7 @@ def _generator(path, rng, batch, torch):
 
 
 def _mask_net(path, rng, batch, torch):
-    import jax
-    import jax.numpy as jnp
-    from convert_weights.mask_net import convert_mask_net
-    from convert_weights.torch_reader import load_torch_file
-    from stylemask_jax.models.mask_net import MaskNet
-    from stylemask_jax.reference.stylemask import build_mask_net
-    variables, arch = convert_mask_net(path)
+    variables, arch = mask_net.convert_mask_net(path)
     net = MaskNet(tuple(arch["widths"]))
     used = {f"network_{i:02d}" for i in range(arch["num_layers_control"])}
     state = {k: v for k, v in load_torch_file(path)["mask_net"].items() if k.split(".")[0] in used}
@@ -135,12 +140,7 @@ def _mask_net(path, rng, batch, torch):
 
 
 def _e4e(path, rng, batch, torch):
-    import jax
-    from convert_weights.e4e import convert_e4e
-    from convert_weights.torch_reader import load_torch_file
-    from stylemask_jax.models.e4e import e4e_from_arch
-    from stylemask_jax.reference.irse import build_e4e
-    variables, arch = convert_e4e(path)
+    variables, arch = e4e.convert_e4e(path)
     encoder = e4e_from_arch(arch)
     checkpoint = load_torch_file(path)
     state = {k[len("encoder."):]: v for k, v in checkpoint["state_dict"].items()
@@ -155,12 +155,7 @@ def _e4e(path, rng, batch, torch):
 
 
 def _irse(path, rng, batch, torch):
-    import jax
-    from convert_weights.irse import convert_irse
-    from convert_weights.torch_reader import load_torch_file
-    from stylemask_jax.models.irse import face_embeddings, irse_from_arch
-    from stylemask_jax.reference.irse import build_irse
-    variables, arch = convert_irse(path)
+    variables, arch = irse.convert_irse(path)
     model = irse_from_arch(arch)
     state = load_torch_file(path)
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
@@ -175,12 +170,7 @@ def _irse(path, rng, batch, torch):
 
 
 def _deca(path, rng, batch, torch):
-    import jax
-    from convert_weights.deca import convert_deca
-    from convert_weights.torch_reader import load_torch_file
-    from stylemask_jax.models.deca import DecaEncoder
-    from stylemask_jax.reference.deca import build_deca
-    variables, arch = convert_deca(path)
+    variables, arch = deca.convert_deca(path)
     model = DecaEncoder(blocks=tuple(arch["blocks"]))
     state = load_torch_file(path)["E_flame"]
     crops = rng.uniform(0, 1, (batch, 224, 224, 3)).astype(np.float32)
@@ -199,10 +189,6 @@ _BUILDERS = {"generator": _generator, "mask-net": _mask_net, "e4e": _e4e, "irse"
 def compare(files: dict, batch: int = 1, seed: int = 0, tolerances: dict | None = None) -> list[Row]:
     """files: {network: checkpoint path} for any of NETWORKS; tolerances: exact overrides.
     Returns one Row per given network, in NETWORKS order."""
-    try:
-        import torch
-    except ImportError:
-        raise UserInputError("stylemask compare needs PyTorch: pip install -e \".[torch]\"") from None
     tolerances = tolerances or {}
     rows = []
     for network in NETWORKS:
