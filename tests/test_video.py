@@ -1,4 +1,4 @@
-"""Video streaming (stylemask_jax.photos.video) and fixed-shape batching (photos.frames).
+"""Video streaming (stylemask_jax.photos.video); its fixed-shape batches: tests/test_batching.py.
 
 Clips are built from tests/fixtures/align/astronaut.png (a sliding, slightly turning window)
 and written with imageio-ffmpeg directly; sizes and lengths are small so the file runs in a
@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 
 from stylemask_jax.errors import UserInputError
-from stylemask_jax.photos.frames import fixed_batches, group, pad_batch, unbatch
 
 imageio_ffmpeg = pytest.importorskip("imageio_ffmpeg")
 
@@ -222,20 +221,3 @@ def test_bad_files_are_one_line_errors(clips, tmp_path):
     with pytest.raises(UserInputError, match="missing.wav"):
         VideoWriter(tmp_path / "x.mp4", fps=FPS, audio_from=tmp_path / "missing.wav")
     assert not (tmp_path / "x.mp4").exists()
-
-
-def test_fixed_batches_pad_with_the_last_frame():
-    items = [np.full((2, 3), i, np.uint8) for i in range(7)]
-    batches = list(fixed_batches(iter(items), 3))
-    assert [b.count for b in batches] == [3, 3, 1]
-    assert all(b.data.shape == (3, 2, 3) for b in batches)
-    assert [int(x[0, 0]) for x in batches[-1].data] == [6, 6, 6]
-    real = np.concatenate([b.data[:b.count] for b in batches])
-    np.testing.assert_array_equal(real, np.stack(items))
-    assert batches[0].data is not batches[1].data  # fresh arrays, safe to keep
-    assert [b.shape[0] for b in group(items, 4)] == [4, 3]
-    assert len(list(unbatch(group(items, 4)))) == 7
-    assert pad_batch(np.zeros((2, 5)), 2).count == 2
-    assert list(fixed_batches([], 3)) == []
-    with pytest.raises(ValueError):
-        list(group([np.zeros(2), np.zeros(3)], 2))

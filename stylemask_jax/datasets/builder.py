@@ -31,10 +31,10 @@ import dataclasses
 
 import numpy as np
 import tensorflow_datasets as tfds
-from tqdm.auto import tqdm
 
 from stylemask_jax.datasets import crops, sources
 from stylemask_jax.errors import UserInputError
+from stylemask_jax.progress import progress_bar
 
 DATASET_NAME = "stylemask_faces"
 MAX_LISTED_SKIPS = 1000         # no-face frames named in the metadata (all are counted)
@@ -132,7 +132,7 @@ class StylemaskFaces(tfds.core.GeneratorBasedBuilder):
                               else getattr(align, "__name__", type(align).__name__)),
                   "num_items": len(source.items), "num_frames": 0, "num_faces": 0,
                   "num_no_face": 0, "no_face": [], "ignored_files": list(source.ignored)}
-        bar = tqdm(source.items, desc="faces", unit="file", disable=not self._progress)
+        bar = progress_bar(source.items, desc="faces", unit="file", disable=not self._progress)
         for video_id, item in enumerate(bar):
             for frame_index, rel, frame in crops.item_frames(
                     source.root, item, config.frame_stride, config.max_frames,

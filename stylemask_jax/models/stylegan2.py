@@ -216,9 +216,16 @@ def _applies(truncation, truncation_latent) -> bool:
 # -- module-level pure functions ----------------------------------------------------------------
 
 def truncate(w: jnp.ndarray, mean: jnp.ndarray, psi) -> jnp.ndarray:
-    """mean + psi * (w - mean) for w (B, D) or W+ (B, L, D); mean (D,) or (1, D)."""
+    """The truncation trick, the project's one truncation rule: mean + psi * (w - mean).
+
+    w: W (B, D) or W+ (B, L, D), every row toward the same mean (D,) or (1, D); psi: a number,
+    or one per code (B,) (the demo's per-request slider). Real photos' e4e codes take it row by
+    row as the official inference does (`Generator.wplus` with input_type 'wplus').
+    """
     mean = jnp.asarray(mean, jnp.float32)
     mean = mean.reshape(mean.shape[-1:])
+    if jnp.ndim(psi) == 1:
+        psi = jnp.reshape(psi, (-1,) + (1,) * (w.ndim - 1))
     return mean + psi * (w - mean)
 
 
