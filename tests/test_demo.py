@@ -56,15 +56,15 @@ def test_photo_path_compiles_nothing_and_matches_the_library(engine, handlers):
     import jax.numpy as jnp
     from stylemask_jax import reenact as method
     from stylemask_jax.images import to_uint8
-    from stylemask_jax.photos.pipeline import prepare_faces, real_image_wplus
+    from stylemask_jax.photos.pipeline import prepare_faces
     request, faces = engine.prepare(PhotoRequest(fixture_photo("astronaut"),
                                                  fixture_photo("astronaut_tilt"), 0.5, 0))
     [result] = engine.run_photos([(request, faces)])
     crops = prepare_faces([fixture_photo("astronaut"), fixture_photo("astronaut_tilt")]).crops
     np.testing.assert_array_equal(result.source_crop, crops[0])
     codes = np.asarray(engine._invert(engine.evars, crops))
-    wplus = real_image_wplus(codes, engine.mean, 0.5)
     m = engine.models
+    wplus = np.asarray(method.make_encode_fn(m.generator, "wplus", 0.5)(m.gvars, codes, engine.mean))
     image = method.reenact_only(m.generator, m.gvars, m.mask_net, m.mvars,
                                 jnp.asarray(wplus[:1]), jnp.asarray(wplus[1:]))
     assert np.abs(result.reenacted.astype(int) - to_uint8(image[0]).astype(int)).max() <= 1
