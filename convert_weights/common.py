@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from typing import Iterable
 
+import jax
 import numpy as np
+from einops import rearrange
 
 from convert_weights.torch_reader import CheckpointError
+from stylemask_jax.weights import save_weights
 
 
 class ConversionError(CheckpointError):
@@ -91,7 +94,7 @@ def torch_linear(sd: StateDict, prefix: str, in_features: int | None = None,
 def torch_conv(sd: StateDict, key: str, out_ch: int | None = None, in_ch: int | None = None,
                k: int | None = None) -> np.ndarray:
     """A torch conv weight OIHW -> HWIO."""
-    return sd.take(key, (out_ch, in_ch, k, k)).transpose(2, 3, 1, 0).copy()
+    return np.ascontiguousarray(rearrange(sd.take(key, (out_ch, in_ch, k, k)), "o i h w -> h w i o"))
 
 
 def torch_batchnorm(sd: StateDict, prefix: str, channels: int | None = None) -> tuple[dict, dict]:
@@ -107,7 +110,6 @@ def torch_batchnorm(sd: StateDict, prefix: str, channels: int | None = None) -> 
 
 
 def count_params(tree) -> int:
-    import jax
     return int(sum(np.size(x) for x in jax.tree_util.tree_leaves(tree)))
 
 
@@ -120,7 +122,6 @@ def add_checkpoint_arguments(parser, metavar: str, help: str) -> None:
 
 def save_converted(args, kind: str, variables, arch: dict, summary: str) -> str:
     """Writes ARGS.out_dir (honouring --overwrite), prints 'SUMMARY -> OUT_DIR'; returns it."""
-    from stylemask_jax.weights import save_weights
     out = save_weights(args.out_dir, kind, variables, arch, overwrite=args.overwrite)
     print(f"{summary} -> {out}")
     return out
