@@ -13,7 +13,13 @@ import os
 import jax
 import numpy as np
 
+from stylemask_jax.inference import Models
+from stylemask_jax.models.e4e import Encoder4Editing
+from stylemask_jax.models.irse import IRSE
+from stylemask_jax.models.mask_net import MaskNet, init_mask_net
 from stylemask_jax.models.random_init import fill_random, random_variables
+from stylemask_jax.models.stylegan2 import Generator, init_variables
+from stylemask_jax.weights import save_weights
 from video_utils import ALIGN, clip_frames, write_test_clip
 
 GEN_ARCH = dict(size=64, style_dim=512, n_mlp=2, lr_mlp=0.01, channels=[48, 40, 32, 24, 16],
@@ -26,9 +32,6 @@ CONTROL = 7
 def photo_models(seed: int = 0, arch: dict = GEN_ARCH):
     """inference.Models: the 64 px / style_dim 512 generator (or `arch`) and a mask network,
     random."""
-    from stylemask_jax.inference import Models
-    from stylemask_jax.models.mask_net import MaskNet, init_mask_net
-    from stylemask_jax.models.stylegan2 import Generator, init_variables
     gen = Generator.from_arch(arch)
     mask_net = MaskNet(tuple(gen.style_dims[:CONTROL]))
     rng = np.random.default_rng(seed)
@@ -50,7 +53,6 @@ def photo_models(seed: int = 0, arch: dict = GEN_ARCH):
 
 def e4e_net(seed: int = 1):
     """A random 10-code e4e (one IR-SE unit per stage): (module, variables)."""
-    from stylemask_jax.models.e4e import Encoder4Editing
     module = Encoder4Editing(n_styles=N_STYLES, units=E4E_UNITS)
     example = np.zeros((1, 256, 256, 3), np.float32)
     return module, random_variables(module, np.random.default_rng(seed), example)
@@ -58,7 +60,6 @@ def e4e_net(seed: int = 1):
 
 def irse_net(seed: int = 2):
     """A random IR-SE with one unit per stage: (module, variables)."""
-    from stylemask_jax.models.irse import IRSE
     module = IRSE(units=(1, 1, 1, 1))
     example = np.zeros((1, 112, 112, 3), np.float32)
     return module, random_variables(module, np.random.default_rng(seed), example)
@@ -66,7 +67,6 @@ def irse_net(seed: int = 2):
 
 def write_weights(folder) -> dict:
     """Writes generator/, mask_net/, e4e/, irse/ (converted-weights folders) -> their paths."""
-    from stylemask_jax.weights import save_weights
     folder = os.fspath(folder)
     models = photo_models()
     encoder, evars = e4e_net()

@@ -8,7 +8,7 @@ from PIL import Image
 
 from photo_utils import e4e_net, fixture_photo, irse_net, photo_models
 from stylemask_jax.errors import UserInputError
-from stylemask_jax.photos import pipeline
+from stylemask_jax.photos import LandmarkDetector, pipeline
 from stylemask_jax.photos.refine import RefineSettings, make_refine_fn, reconstruct
 from stylemask_jax.reenact import make_encode_fn
 
@@ -17,7 +17,6 @@ NAMES = ["astronaut", "astronaut_tilt", "astronaut_small"]
 
 @pytest.fixture(scope="module")
 def detector():
-    from stylemask_jax.photos import LandmarkDetector
     return LandmarkDetector()
 
 

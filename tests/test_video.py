@@ -6,6 +6,7 @@ few seconds.
 """
 
 import os
+import subprocess
 import tracemalloc
 
 import numpy as np
@@ -15,8 +16,9 @@ from stylemask_jax.errors import UserInputError
 
 imageio_ffmpeg = pytest.importorskip("imageio_ffmpeg")
 
-from stylemask_jax.photos.video import VideoWriter, count_frames, iter_frames, probe_video  # noqa: E402
-from video_utils import clip_frames, write_test_clip  # noqa: E402
+from stylemask_jax.photos.video import (VideoWriter, _audio_codec, count_frames,  # noqa: E402
+                                        iter_frames, probe_video)
+from video_utils import clip_frames, sine_audio, write_test_clip  # noqa: E402
 
 FPS = 12
 N, W, H = 16, 160, 128
@@ -106,7 +108,6 @@ def test_iter_frames_streams_in_bounded_memory(tmp_path):
 
 
 def test_rotated_phone_clip_is_read_upright(clips, tmp_path):
-    import subprocess
     _, silent, _ = clips
     rotated = str(tmp_path / "rotated.mp4")
     subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-loglevel", "error",
@@ -159,8 +160,6 @@ def test_writer_keeps_audio_trimmed_to_video(clips, tmp_path):
         writer.write(frames[:3])
     assert not probe_video(out2).has_audio and count_frames(out2) == 3
     # PCM audio (a .wav), which .mp4 players do not read, is re-encoded to AAC
-    import subprocess
-    from stylemask_jax.photos.video import _audio_codec
     wav = tmp_path / "tone.wav"
     subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-f",
                     "lavfi", "-i", "sine=frequency=440:duration=2", "-c:a", "pcm_s16le", str(wav)],
@@ -205,7 +204,6 @@ def test_bad_files_are_one_line_errors(clips, tmp_path):
     truncated = tmp_path / "truncated.mp4"  # imageio writes the index (moov) last: cut it off
     truncated.write_bytes(open(silent, "rb").read()[:20000])
     audio_only = tmp_path / "tone.m4a"
-    from video_utils import sine_audio
     sine_audio(str(audio_only), 1.0)
     cases = {tmp_path / "missing.mp4": "not found", empty: "empty", garbage: "not a readable video",
              truncated: "not a readable video", audio_only: "not a readable video",
