@@ -44,12 +44,13 @@ class RefineSettings:
 
     def check(self) -> "RefineSettings":
         if self.steps < 0:
-            raise UserInputError(f"--refine-steps must be >= 0, got {self.steps}")
+            raise UserInputError(f"refinement steps must be >= 0, got {self.steps}")
         if not self.lr > 0:
-            raise UserInputError(f"--refine-lr must be > 0, got {self.lr}")
+            raise UserInputError(f"refinement learning rate must be > 0, got {self.lr}")
         for name in ("l2", "l1", "identity", "pull"):
             if getattr(self, name) < 0:
-                raise UserInputError(f"--refine-{name} must be >= 0, got {getattr(self, name)}")
+                raise UserInputError(f"refinement weight {name} must be >= 0, "
+                                     f"got {getattr(self, name)}")
         return self
 
 
