@@ -108,6 +108,6 @@ def test_microbatch_must_divide_the_per_device_batch():
 
 
 def test_remat_mode_is_validated():
-    with pytest.raises(UserInputError, match="--config.remat"):
+    with pytest.raises(UserInputError, match="^remat 'everything': expected one of"):
         networks.remat_mode(tiny_config(remat="everything"))
     assert networks.remat_mode(tiny_config(remat=True)) == "blocks"

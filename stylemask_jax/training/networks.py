@@ -91,7 +91,7 @@ def remat_mode(config) -> str:
     value = config.get("remat", "none")
     value = {True: "blocks", False: "none", "True": "blocks", "False": "none"}.get(value, value)
     if value not in REMAT_MODES:
-        raise UserInputError(f"--config.remat={config.get('remat')!r}: expected one of "
+        raise UserInputError(f"remat {config.get('remat')!r}: expected one of "
                              f"{', '.join(REMAT_MODES)} (or True = blocks, False = none)")
     return value
 
