@@ -6,6 +6,7 @@ from typing import Iterable
 
 import jax
 import numpy as np
+from einops import rearrange
 
 from convert_weights.torch_reader import CheckpointError
 
@@ -92,7 +93,7 @@ def torch_linear(sd: StateDict, prefix: str, in_features: int | None = None,
 def torch_conv(sd: StateDict, key: str, out_ch: int | None = None, in_ch: int | None = None,
                k: int | None = None) -> np.ndarray:
     """A torch conv weight OIHW -> HWIO."""
-    return sd.take(key, (out_ch, in_ch, k, k)).transpose(2, 3, 1, 0).copy()
+    return np.ascontiguousarray(rearrange(sd.take(key, (out_ch, in_ch, k, k)), "o i h w -> h w i o"))
 
 
 def torch_batchnorm(sd: StateDict, prefix: str, channels: int | None = None) -> tuple[dict, dict]:

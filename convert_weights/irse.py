@@ -22,6 +22,7 @@ import math
 import re
 
 import numpy as np
+from einops import rearrange
 
 from convert_weights.common import (ConversionError, StateDict, torch_batchnorm,
                                     torch_conv, torch_linear)
@@ -105,7 +106,7 @@ def convert_state_dict(sd: StateDict) -> tuple[dict, dict]:
         raise ConversionError(f"{sd.source}: key '{sd.prefix}output_layer.3.weight' has {n_in} input "
                               "features, expected 512 * S * S (the flattened final map)")
     # rows of the (in, out) kernel are indexed (c, h, w) in PyTorch; reorder them to (h, w, c)
-    kernel = dense["kernel"].reshape(512, side, side, emb).transpose(1, 2, 0, 3).reshape(n_in, emb)
+    kernel = rearrange(dense["kernel"], "(c h w) e -> (h w c) e", c=512, h=side, w=side)
     params["output_dense"] = {"kernel": np.ascontiguousarray(kernel), "bias": dense["bias"]}
     _put_bn(params, stats, "output_bn1d", sd, "output_layer.4", emb)
     sd.finish()

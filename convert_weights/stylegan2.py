@@ -15,18 +15,24 @@ from __future__ import annotations
 import re
 
 import numpy as np
+from einops import rearrange
 
 from convert_weights.common import ConversionError, StateDict, count_params
 from convert_weights.torch_reader import load_torch_file
+from stylemask_jax.ops.upfirdn import kernel_2d
 
 KIND = "stylegan2"
 _BLUR_TOL = 1e-6
 
 
-def _kernel_2d(blur_kernel, gain: float) -> np.ndarray:
-    k = np.asarray(blur_kernel, np.float64)
-    k2 = np.outer(k, k)
-    return k2 / k2.sum() * gain
+def _nhwc(x: np.ndarray) -> np.ndarray:
+    """A torch NCHW buffer -> NHWC, contiguous."""
+    return np.ascontiguousarray(rearrange(x, "n c h w -> n h w c"))
+
+
+def _hwio(weight: np.ndarray) -> np.ndarray:
+    """A modulated conv's (1, O, I, kh, kw) weight -> (kh, kw, I, O), contiguous."""
+    return np.ascontiguousarray(rearrange(weight, "1 o i h w -> h w i o"))
 
 
 def _count(sd: StateDict, pattern: str) -> int:
@@ -67,7 +73,7 @@ def _modulation(sd: StateDict, prefix: str, cin: int, style_dim: int) -> dict:
 
 
 def _check_blur(sd: StateDict, key: str, blur_kernel) -> None:
-    want = _kernel_2d(blur_kernel, 4.0)
+    want = kernel_2d(blur_kernel, 4.0)
     got = sd.take(key, want.shape, dtype=np.float64)
     if np.max(np.abs(got - want)) > _BLUR_TOL:
         raise ConversionError(f"{sd.source}: key '{sd.prefix}{key}' is not the blur kernel of "
@@ -82,7 +88,7 @@ def convert_state_dict(sd: StateDict, arch: dict) -> dict:
         params["mapping_network"][f"dense_{i}"] = {
             "kernel": sd.take(f"style.{i + 1}.weight", (d, d)).T.copy(),
             "bias": sd.take(f"style.{i + 1}.bias", (d,))}
-    params["const"] = sd.take("input.input", (1, channels[0], 4, 4)).transpose(0, 2, 3, 1).copy()
+    params["const"] = _nhwc(sd.take("input.input", (1, channels[0], 4, 4)))
 
     layers = [(channels[0], channels[0], False)]
     for r in range(1, len(channels)):
@@ -90,8 +96,7 @@ def convert_state_dict(sd: StateDict, arch: dict) -> dict:
     for i, (cin, cout, up) in enumerate(layers):
         prefix = "conv1" if i == 0 else f"convs.{i - 1}"
         params[f"conv_{i}"] = {
-            "weight": sd.take(f"{prefix}.conv.weight", (1, cout, cin, 3, 3))[0]
-                        .transpose(2, 3, 1, 0).copy(),
+            "weight": _hwio(sd.take(f"{prefix}.conv.weight", (1, cout, cin, 3, 3))),
             "modulation": _modulation(sd, f"{prefix}.conv", cin, d),
             "noise_strength": sd.take(f"{prefix}.noise.weight", (1,)).reshape(()),
             "bias": sd.take(f"{prefix}.activate.bias", (cout,)),
@@ -101,8 +106,7 @@ def convert_state_dict(sd: StateDict, arch: dict) -> dict:
     for k, cin in enumerate(channels):
         prefix = "to_rgb1" if k == 0 else f"to_rgbs.{k - 1}"
         params[f"to_rgb_{k}"] = {
-            "weight": sd.take(f"{prefix}.conv.weight", (1, 3, cin, 1, 1))[0]
-                        .transpose(2, 3, 1, 0).copy(),
+            "weight": _hwio(sd.take(f"{prefix}.conv.weight", (1, 3, cin, 1, 1))),
             "modulation": _modulation(sd, f"{prefix}.conv", cin, d),
             "bias": sd.take(f"{prefix}.bias", (1, 3, 1, 1)).reshape(3),
         }

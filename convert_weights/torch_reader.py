@@ -149,10 +149,6 @@ def _np_scalar(dtype, raw=None):
     return np.frombuffer(raw, dtype=dtype)[0]
 
 
-def _np_dtype(name, align=False, copy=False):
-    return np.dtype(name)
-
-
 def _codecs_encode(text, encoding="latin1"):
     return text.encode(encoding)
 

@@ -1,6 +1,6 @@
 """Face analysis shared by training, evaluation, the losses, the metrics and the benchmarks.
 
-    images = loss_resolution(generator_images)          # (B, 256, 256, 3), StyleMask's pooling
+    images = face_pool(generator_images)     # (B, 256, 256, 3): `models.stylegan2.face_pool`
     params = deca_parameters(nets, frozen, images, config)     # two-pass DECA crop, in the graph
     angles = head_angles_degrees(params['pose'][:, :3])        # (B, 3) yaw, pitch, roll
     identity_loss(irse, ivars, reenacted, source)              # mean(1 - cos), the IDLoss
@@ -21,28 +21,13 @@ from stylemask_jax.models.deca import split_params
 from stylemask_jax.models.irse import IRSE, cosine_similarity, face_embeddings
 from stylemask_jax.ops.deca_crop import (box_center_size, box_transform, deca_crop_from_box,
                                          landmark_box)
-from stylemask_jax.ops.matrix_resize import adaptive_avg_pool2d
 
-LOSS_SIZE = 256  # the trainer pools every generator image to 256 before its losses
 # The reference converts radians to degrees with pi rounded to float32.
 _PI_F32 = float(np.float32(np.pi))
 
 # =============================================================================================
-# images at the loss resolution, DECA parameters (two-pass crop)
+# DECA parameters (two-pass crop) of images at 256 (`face_pool`)
 # =============================================================================================
-
-
-def loss_resolution(images: jax.Array) -> jax.Array:
-    """(B, N, N, 3) -> (B, 256, 256, 3): adaptive average pooling (an exact 4x4 mean at 1024),
-    or nearest-neighbour upsampling for generators smaller than 256 (the tiny config)."""
-    n = images.shape[1]
-    if n > LOSS_SIZE:
-        return adaptive_avg_pool2d(images, LOSS_SIZE)
-    if n < LOSS_SIZE:
-        if LOSS_SIZE % n:
-            return jax.image.resize(images, images.shape[:1] + (LOSS_SIZE, LOSS_SIZE, 3), "nearest")
-        return jnp.repeat(jnp.repeat(images, LOSS_SIZE // n, axis=1), LOSS_SIZE // n, axis=2)
-    return images
 
 
 def deca_parameters(nets, frozen, images: jax.Array, config) -> dict:

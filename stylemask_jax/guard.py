@@ -2,8 +2,9 @@
 
 `run_guarded(fn, args)` runs one sub-command and turns the project's errors (and missing or
 unreadable files) into one line `stylemask: error: ...` on stderr with exit code 2, on a line of
-its own (open progress bars are closed first). It imports
-only `stylemask_jax.errors`, so both entry points import it without importing each other.
+its own (the project's open progress bars, `progress.progress_bar`, are closed first). It
+imports only `stylemask_jax.errors` and `stylemask_jax.progress` (tqdm), so both entry points
+import it without importing each other or the library.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import sys
 
 from stylemask_jax.errors import StylemaskError
+from stylemask_jax.progress import close_open_bars
 
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
@@ -18,27 +20,17 @@ _INPUT_ERRORS = (StylemaskError, FileNotFoundError, FileExistsError, PermissionE
                  NotADirectoryError, IsADirectoryError)
 
 
-def close_progress_bars() -> None:
-    """Closes every open tqdm bar (e.g. of a batch loop an error left suspended), so that a
-    message printed next starts on a fresh line instead of the bar's."""
-    tqdm_module = sys.modules.get("tqdm")
-    if tqdm_module is None:
-        return
-    for bar in list(getattr(tqdm_module.tqdm, "_instances", ())):
-        bar.close()
-
-
 def run_guarded(fn, args) -> int:
     """Runs `fn(args)`, turning known input errors into a one-line message and exit code 2."""
     try:
         code = fn(args)
     except _INPUT_ERRORS as err:
-        close_progress_bars()
+        close_open_bars()
         message = str(err).splitlines()[0] if str(err) else type(err).__name__
         print(f"stylemask: error: {message}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
-        close_progress_bars()
+        close_open_bars()
         print("stylemask: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
     return 0 if code is None else int(code)

@@ -13,6 +13,13 @@ import os
 import jax
 import numpy as np
 
+from stylemask_jax.inference import Models
+from stylemask_jax.models.e4e import Encoder4Editing
+from stylemask_jax.models.irse import IRSE
+from stylemask_jax.models.mask_net import MaskNet, init_mask_net
+from stylemask_jax.models.random_init import fill_random, random_variables
+from stylemask_jax.models.stylegan2 import Generator, init_variables
+from stylemask_jax.weights import save_weights
 from video_utils import ALIGN, clip_frames, write_test_clip
 
 GEN_ARCH = dict(size=64, style_dim=512, n_mlp=2, lr_mlp=0.01, channels=[48, 40, 32, 24, 16],
@@ -25,9 +32,6 @@ CONTROL = 7
 def photo_models(seed: int = 0, arch: dict = GEN_ARCH):
     """inference.Models: the 64 px / style_dim 512 generator (or `arch`) and a mask network,
     random."""
-    from stylemask_jax.inference import Models
-    from stylemask_jax.models.mask_net import MaskNet, init_mask_net
-    from stylemask_jax.models.stylegan2 import Generator, init_variables
     gen = Generator.from_arch(arch)
     mask_net = MaskNet(tuple(gen.style_dims[:CONTROL]))
     rng = np.random.default_rng(seed)
@@ -43,44 +47,26 @@ def photo_models(seed: int = 0, arch: dict = GEN_ARCH):
 
     gvars = jax.tree_util.tree_map_with_path(
         generator_leaf, jax.eval_shape(lambda: init_variables(gen, jax.random.key(0))))
-    mvars = _fill(jax.eval_shape(lambda: init_mask_net(mask_net, jax.random.key(0))), rng)
+    mvars = fill_random(jax.eval_shape(lambda: init_mask_net(mask_net, jax.random.key(0))), rng)
     return Models(gen, gvars, mask_net, mvars, None)
-
-
-def _random_variables(module, example, seed: int) -> dict:
-    """Random variables of a Flax module without running its init (which takes minutes on a busy
-    2-core machine): shapes from jax.eval_shape, kernels N(0, 1 / fan_in), batch-norm scales and
-    variances 1, PReLU slopes 0.25, the rest 0 (`_fill`)."""
-    return _fill(jax.eval_shape(module.init, jax.random.key(0), example), np.random.default_rng(seed))
-
-
-def _fill(shapes, rng) -> dict:
-    def fill(path, leaf):
-        name = str(getattr(path[-1], "key", path[-1]))
-        if name == "kernel":
-            return (rng.standard_normal(leaf.shape) / np.sqrt(np.prod(leaf.shape[:-1]))).astype(np.float32)
-        value = {"scale": 1.0, "var": 1.0, "alpha": 0.25}.get(name, 0.0)
-        return np.full(leaf.shape, value, np.float32)
-    return jax.tree_util.tree_map_with_path(fill, shapes)
 
 
 def e4e_net(seed: int = 1):
     """A random 10-code e4e (one IR-SE unit per stage): (module, variables)."""
-    from stylemask_jax.models.e4e import Encoder4Editing
     module = Encoder4Editing(n_styles=N_STYLES, units=E4E_UNITS)
-    return module, _random_variables(module, np.zeros((1, 256, 256, 3), np.float32), seed)
+    example = np.zeros((1, 256, 256, 3), np.float32)
+    return module, random_variables(module, np.random.default_rng(seed), example)
 
 
 def irse_net(seed: int = 2):
     """A random IR-SE with one unit per stage: (module, variables)."""
-    from stylemask_jax.models.irse import IRSE
     module = IRSE(units=(1, 1, 1, 1))
-    return module, _random_variables(module, np.zeros((1, 112, 112, 3), np.float32), seed)
+    example = np.zeros((1, 112, 112, 3), np.float32)
+    return module, random_variables(module, np.random.default_rng(seed), example)
 
 
 def write_weights(folder) -> dict:
     """Writes generator/, mask_net/, e4e/, irse/ (converted-weights folders) -> their paths."""
-    from stylemask_jax.weights import save_weights
     folder = os.fspath(folder)
     models = photo_models()
     encoder, evars = e4e_net()

@@ -8,6 +8,7 @@ import socket
 import threading
 import time
 
+import jax.numpy as jnp
 import numpy as np
 import pytest
 from PIL import Image
@@ -19,8 +20,12 @@ gr = pytest.importorskip("gradio")
 from stylemask_jax import cli  # noqa: E402
 from stylemask_jax.demo.app import Handlers, build_app  # noqa: E402
 import configs.tiny  # noqa: E402
+from stylemask_jax import reenact as method  # noqa: E402
 from stylemask_jax.demo.engine import DemoSettings, PhotoRequest, make_engine  # noqa: E402
 from stylemask_jax.demo.tiny import tiny_photo_models  # noqa: E402
+from stylemask_jax.images import to_uint8  # noqa: E402
+from stylemask_jax.photos.pipeline import prepare_faces  # noqa: E402
+from stylemask_jax.photos.video import count_frames, probe_video  # noqa: E402
 
 CHROMIUM, DRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 
@@ -55,18 +60,14 @@ def test_photo_path_compiles_nothing_and_matches_the_library(engine, handlers):
     assert _cache_sizes(engine) == compiled            # nothing compiled for a request
 
     # the same pair through the library's photo path (pipeline + reenact.reenact_only)
-    import jax.numpy as jnp
-    from stylemask_jax import reenact as method
-    from stylemask_jax.images import to_uint8
-    from stylemask_jax.photos.pipeline import prepare_faces, real_image_wplus
     request, faces = engine.prepare(PhotoRequest(fixture_photo("astronaut"),
                                                  fixture_photo("astronaut_tilt"), 0.5, 0))
     [result] = engine.run_photos([(request, faces)])
     crops = prepare_faces([fixture_photo("astronaut"), fixture_photo("astronaut_tilt")]).crops
     np.testing.assert_array_equal(result.source_crop, crops[0])
     codes = np.asarray(engine._invert(engine.evars, crops))
-    wplus = real_image_wplus(codes, engine.mean, 0.5)
     m = engine.models
+    wplus = np.asarray(method.make_encode_fn(m.generator, "wplus", 0.5)(m.gvars, codes, engine.mean))
     image = method.reenact_only(m.generator, m.gvars, m.mask_net, m.mvars,
                                 jnp.asarray(wplus[:1]), jnp.asarray(wplus[1:]))
     assert np.abs(result.reenacted.astype(int) - to_uint8(image[0]).astype(int)).max() <= 1
@@ -109,7 +110,6 @@ def test_video_path_with_progress(engine, handlers, tmp_path):
     compiled = _cache_sizes(engine)
     _, _, _, path, status = handlers.run(fixture_photo("astronaut"), None, clip, "video", 0.7, 0,
                                          False, True, progress)
-    from stylemask_jax.photos.video import count_frames, probe_video
     assert count_frames(path) == 4 and probe_video(path).size == (80 + 64, 64)
     assert calls == [(2, 4), (4, 4)] and "4 frames" in status
     assert _cache_sizes(engine) == compiled

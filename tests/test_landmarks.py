@@ -10,7 +10,8 @@ from PIL import Image
 
 from stylemask_jax.errors import UserInputError
 from stylemask_jax.photos import landmarks as landmarks_module
-from stylemask_jax.photos.landmarks import LandmarkDetector, detect_all, require_face
+from stylemask_jax.photos.landmarks import LandmarkDetector, require_face
+from stylemask_jax.photos.pipeline import prepare_faces
 
 FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures", "align")
 CASES = json.load(open(os.path.join(FIXTURES, "cases.json")))["cases"]
@@ -51,7 +52,7 @@ def test_batch_with_faceless_images(detector):
     assert [r is None for r in results] == [False, True, True, False]
     np.testing.assert_array_equal(results[3], detector.detect(photo))
     with pytest.raises(UserInputError, match=r"^grey\.png: no face found") as err:
-        detect_all(detector, [photo, grey], ["astronaut.png", "grey.png"])
+        prepare_faces([photo, grey], detector, ["astronaut.png", "grey.png"])
     assert "\n" not in str(err.value)
     assert require_face(results[0], "a.png") is results[0]
 

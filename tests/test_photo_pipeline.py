@@ -8,15 +8,15 @@ from PIL import Image
 
 from photo_utils import e4e_net, fixture_photo, irse_net, photo_models
 from stylemask_jax.errors import UserInputError
-from stylemask_jax.photos import pipeline
-from stylemask_jax.photos.refine import RefineSettings, make_recon_error_fn, make_refine_fn
+from stylemask_jax.photos import LandmarkDetector, pipeline
+from stylemask_jax.photos.refine import RefineSettings, make_refine_fn, reconstruct
+from stylemask_jax.reenact import make_encode_fn
 
 NAMES = ["astronaut", "astronaut_tilt", "astronaut_small"]
 
 
 @pytest.fixture(scope="module")
 def detector():
-    from stylemask_jax.photos import LandmarkDetector
     return LandmarkDetector()
 
 
@@ -64,16 +64,19 @@ def test_input_files_rule(tmp_path):
         pipeline.input_files(str(tmp_path / "x.txt"), "--targets")
 
 
-def test_invert_crops_fixed_batches_and_truncation(faces):
+def test_invert_batches_fixed_batches_and_truncation(faces):
     encoder, evars = e4e_net()
-    codes = pipeline.invert_crops(encoder, evars, faces.crops, batch_size=2)  # 2 + 1 padded
+    inverter = pipeline.Inverter(encoder, evars)
+    codes = pipeline.invert_batches(inverter, None, faces.crops, batch_size=2)  # 2 + 1 padded
     assert codes.shape == (3, 10, 512) and codes.dtype == np.float32
     x = jnp.asarray(faces.crops, jnp.float32) / 255 * 2 - 1  # the official image_to_tensor
     np.testing.assert_allclose(codes, np.asarray(encoder.apply(evars, x)), rtol=0, atol=1e-5)
     mean = np.random.default_rng(0).normal(size=512).astype(np.float32)
-    truncated = pipeline.real_image_wplus(codes, mean, 0.7)
+    models = photo_models()        # the official truncation, as the reenactment commands run it
+    truncated = make_encode_fn(models.generator, "wplus", 0.7)(models.gvars, codes, mean)
     np.testing.assert_allclose(truncated, mean + 0.7 * (codes - mean), rtol=0, atol=1e-6)
-    assert pipeline.real_image_wplus(codes, mean, 1.0) is not None
+    untruncated = make_encode_fn(models.generator, "wplus", 1.0)(models.gvars, codes, mean)
+    np.testing.assert_array_equal(untruncated, codes)
 
 
 def test_refine_lowers_the_loss(faces, capsys):
@@ -81,16 +84,17 @@ def test_refine_lowers_the_loss(faces, capsys):
     encoder, evars = e4e_net()
     irse, ivars = irse_net()
     crops = faces.crops[:2]
-    codes = pipeline.invert_crops(encoder, evars, crops, batch_size=2)  # the compiled shape above
+    codes = pipeline.invert_batches(pipeline.Inverter(encoder, evars), None, crops, batch_size=2)
     steps = 6
     refine = make_refine_fn(models.generator, RefineSettings(steps=steps, lr=0.02), irse)
     refined, losses = refine(models.gvars, ivars, jnp.asarray(codes), crops)
     losses = np.asarray(losses)
     assert losses.shape == (steps, 2) and np.all(np.isfinite(losses))
     falls = np.diff(losses, axis=0) < 0
-    error = make_recon_error_fn(models.generator)
-    before = np.asarray(error(models.gvars, codes, crops))
-    after = np.asarray(error(models.gvars, refined, crops))
+    def error(wplus):   # the refinement's image term: mean squared error at 256 in [-1, 1]
+        recon = reconstruct(models.generator, models.gvars, jnp.asarray(wplus))
+        return np.asarray(jnp.mean((recon - pipeline.crops_to_unit(crops)) ** 2, axis=(1, 2, 3)))
+    before, after = error(codes), error(refined)
     with capsys.disabled():
         print(f"\nrefine {steps} steps: loss {losses[0].round(4)} -> {losses[-1].round(4)}, "
               f"{falls.mean():.0%} of steps lower; reconstruction MSE {before.round(4)} -> "

@@ -1,4 +1,4 @@
-"""Video streaming (stylemask_jax.photos.video) and fixed-shape batching (photos.frames).
+"""Video streaming (stylemask_jax.photos.video); its fixed-shape batches: tests/test_batching.py.
 
 Clips are built from tests/fixtures/align/astronaut.png (a sliding, slightly turning window)
 and written with imageio-ffmpeg directly; sizes and lengths are small so the file runs in a
@@ -6,18 +6,19 @@ few seconds.
 """
 
 import os
+import subprocess
 import tracemalloc
 
 import numpy as np
 import pytest
 
 from stylemask_jax.errors import UserInputError
-from stylemask_jax.photos.frames import fixed_batches, group, pad_batch, unbatch
 
 imageio_ffmpeg = pytest.importorskip("imageio_ffmpeg")
 
-from stylemask_jax.photos.video import VideoWriter, count_frames, iter_frames, probe_video  # noqa: E402
-from video_utils import clip_frames, write_test_clip  # noqa: E402
+from stylemask_jax.photos.video import (VideoWriter, _audio_codec, count_frames,  # noqa: E402
+                                        iter_frames, probe_video)
+from video_utils import clip_frames, sine_audio, write_test_clip  # noqa: E402
 
 FPS = 12
 N, W, H = 16, 160, 128
@@ -107,7 +108,6 @@ def test_iter_frames_streams_in_bounded_memory(tmp_path):
 
 
 def test_rotated_phone_clip_is_read_upright(clips, tmp_path):
-    import subprocess
     _, silent, _ = clips
     rotated = str(tmp_path / "rotated.mp4")
     subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-loglevel", "error",
@@ -160,8 +160,6 @@ def test_writer_keeps_audio_trimmed_to_video(clips, tmp_path):
         writer.write(frames[:3])
     assert not probe_video(out2).has_audio and count_frames(out2) == 3
     # PCM audio (a .wav), which .mp4 players do not read, is re-encoded to AAC
-    import subprocess
-    from stylemask_jax.photos.video import _audio_codec
     wav = tmp_path / "tone.wav"
     subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-f",
                     "lavfi", "-i", "sine=frequency=440:duration=2", "-c:a", "pcm_s16le", str(wav)],
@@ -206,7 +204,6 @@ def test_bad_files_are_one_line_errors(clips, tmp_path):
     truncated = tmp_path / "truncated.mp4"  # imageio writes the index (moov) last: cut it off
     truncated.write_bytes(open(silent, "rb").read()[:20000])
     audio_only = tmp_path / "tone.m4a"
-    from video_utils import sine_audio
     sine_audio(str(audio_only), 1.0)
     cases = {tmp_path / "missing.mp4": "not found", empty: "empty", garbage: "not a readable video",
              truncated: "not a readable video", audio_only: "not a readable video",
@@ -222,20 +219,3 @@ def test_bad_files_are_one_line_errors(clips, tmp_path):
     with pytest.raises(UserInputError, match="missing.wav"):
         VideoWriter(tmp_path / "x.mp4", fps=FPS, audio_from=tmp_path / "missing.wav")
     assert not (tmp_path / "x.mp4").exists()
-
-
-def test_fixed_batches_pad_with_the_last_frame():
-    items = [np.full((2, 3), i, np.uint8) for i in range(7)]
-    batches = list(fixed_batches(iter(items), 3))
-    assert [b.count for b in batches] == [3, 3, 1]
-    assert all(b.data.shape == (3, 2, 3) for b in batches)
-    assert [int(x[0, 0]) for x in batches[-1].data] == [6, 6, 6]
-    real = np.concatenate([b.data[:b.count] for b in batches])
-    np.testing.assert_array_equal(real, np.stack(items))
-    assert batches[0].data is not batches[1].data  # fresh arrays, safe to keep
-    assert [b.shape[0] for b in group(items, 4)] == [4, 3]
-    assert len(list(unbatch(group(items, 4)))) == 7
-    assert pad_batch(np.zeros((2, 5)), 2).count == 2
-    assert list(fixed_batches([], 3)) == []
-    with pytest.raises(ValueError):
-        list(group([np.zeros(2), np.zeros(3)], 2))

@@ -30,10 +30,10 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from stylemask_jax.datasets import crops, sources
 from stylemask_jax.errors import UserInputError
+from stylemask_jax.progress import progress_bar
 
 try:  # the [datasets] extra, imported here alone: every dataset module goes through this one
     import array_record  # noqa: F401  (the file format's reader and writer)
@@ -138,7 +138,7 @@ class StylemaskFaces(tfds.core.GeneratorBasedBuilder):
                               else getattr(align, "__name__", type(align).__name__)),
                   "num_items": len(source.items), "num_frames": 0, "num_faces": 0,
                   "num_no_face": 0, "no_face": [], "ignored_files": list(source.ignored)}
-        bar = tqdm(source.items, desc="faces", unit="file", disable=not self._progress)
+        bar = progress_bar(source.items, desc="faces", unit="file", disable=not self._progress)
         for video_id, item in enumerate(bar):
             for frame_index, rel, frame in crops.item_frames(
                     source.root, item, config.frame_stride, config.max_frames,

@@ -20,7 +20,7 @@ from stylemask_jax.datasets.sources import SourceItem
 from stylemask_jax.photos.align import align_face
 from stylemask_jax.photos.landmarks import LandmarkDetector
 from stylemask_jax.photos.loading import load_photo
-from stylemask_jax.photos.video import iter_frames
+from stylemask_jax.photos.video import read_frames
 
 CROP_SIZE = 256
 
@@ -61,22 +61,15 @@ def crop_landmarks(landmarks, quad, size: int = CROP_SIZE) -> np.ndarray:
     return crop.astype(np.float32)
 
 
-VIDEO_READ_BATCH = 8      # frames decoded ahead of the aligner (memory: a few frames)
-
-
 def read_photo_default(path: str) -> np.ndarray:
     """`stylemask_jax.photos.load_photo`: upright uint8 (H, W, 3) RGB, one-line errors."""
     return load_photo(path)
 
 
 def read_video_default(path: str) -> Iterator[np.ndarray]:
-    """The frames of a video one by one (`stylemask_jax.photos.video.iter_frames`, streamed)."""
-    batches = iter_frames(path, VIDEO_READ_BATCH)
-    try:
-        for batch in batches:
-            yield from batch
-    finally:
-        batches.close()                   # stops ffmpeg when the frame limit is reached
+    """The frames of a video one by one (`stylemask_jax.photos.video.read_frames`, streamed:
+    closing the iterator, e.g. at the frame limit, stops ffmpeg)."""
+    return read_frames(path)
 
 
 def default_aligner(max_detect_side: int | None = None) -> Aligner:

@@ -22,13 +22,13 @@ import os
 import jax
 import numpy as np
 
-from stylemask_jax import faces
 from stylemask_jax import reenact as method
 from stylemask_jax.batching import iter_batches
 from stylemask_jax.datasets.build import FaceDataset, load_dataset
 from stylemask_jax.datasets.invert import load_codes
 from stylemask_jax.errors import UserInputError
 from stylemask_jax.images import from_uint8
+from stylemask_jax.models.stylegan2 import face_pool
 from stylemask_jax.sharding import data_mesh, data_sharding, replicated, round_to_mesh
 from stylemask_jax.training.evaluation import image_metrics
 
@@ -46,7 +46,7 @@ def pair_metrics(mask_params, frozen, w_source, w_target, source_images, target_
     s_src = method.style_codes(gen, gvars, w_source)
     s_tgt = method.style_codes(gen, gvars, w_target)
     mixed, _ = method.reenact_styles(nets.mask_net, {"params": mask_params}, s_src, s_tgt)
-    reenacted = faces.loss_resolution(method.synthesize(gen, gvars, mixed, w_source))
+    reenacted = face_pool(method.synthesize(gen, gvars, mixed, w_source))
     return image_metrics(nets, frozen, config, source_images, target_images, reenacted)
 
 

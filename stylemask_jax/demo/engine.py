@@ -9,14 +9,16 @@
 Compile once: every jitted function (e4e inversion, each offered refinement step count,
 truncation and the reenactment with its masks) is traced and compiled at start-up for each
 batch size in `settings.batch_sizes` (1 and the largest by default); a batch of k requests
-runs padded to the smallest compiled size >= k (chunks of the largest otherwise), so no request
-compiles. Truncation is an argument of the compiled function (one psi per row), not a constant
-baked into it, so the slider costs no compilation either. A driving video runs in batches of
+runs padded to the smallest compiled size >= k (chunks of the largest otherwise:
+`batching.run_batches` with the compiled sizes), so no request compiles. Truncation is an
+argument of the compiled function (one psi per row), not a constant baked into it, so the
+slider costs no compilation either. A driving video runs in batches of
 the largest size through `photos.driving.reenact_video` with these compiled functions.
 
 The photo path per batch: aligned crops of every source and target (`photos.pipeline`) ->
 e4e codes (+ refinement, rows grouped by step count) -> the official real-image truncation
-(row-wise, per request psi) -> `reenact.reenact_only` plus the mask network's masks.
+(`stylegan2.truncate`, row-wise, one psi per request) -> `reenact.reenact_only` plus the mask
+network's masks.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import dataclasses
 import logging
 import threading
 import time
-from typing import Callable, Sequence
+from typing import Sequence
 
 import jax
 import jax.numpy as jnp
@@ -33,10 +35,17 @@ import numpy as np
 
 from stylemask_jax import images as images_lib
 from stylemask_jax import reenact as method
+from stylemask_jax.batching import compiled_sizes, run_batches
 from stylemask_jax.errors import UserInputError
-from stylemask_jax.photos.frames import pad_batch
+from stylemask_jax.inference import truncation_mean
+from stylemask_jax.models.stylegan2 import truncate
+from stylemask_jax.photos.align import paste_back
+from stylemask_jax.photos.driving import reenact_video
+from stylemask_jax.photos.landmarks import LandmarkDetector
+from stylemask_jax.photos.pipeline import make_invert_fn, prepare_faces
 from stylemask_jax.photos.refine import make_refine_fn
 from stylemask_jax.photos.settings import RefineSettings
+from stylemask_jax.photos.video import count_frames, probe_video
 
 log = logging.getLogger("stylemask.demo")
 
@@ -54,19 +63,20 @@ class DemoSettings:
     max_wait_s: float = 0.05
 
     def sizes(self) -> tuple[int, ...]:
-        if self.batch_size < 1:
-            raise UserInputError(f"batch size must be at least 1, got {self.batch_size}")
-        sizes = sorted(set(self.batch_sizes or ()) | {1, self.batch_size})
+        compiled_sizes(self.batch_size)    # at least 1
+        sizes = tuple(sorted(set(self.batch_sizes or ()) | {1, self.batch_size}))
         if sizes[0] < 1 or sizes[-1] != self.batch_size:
-            raise UserInputError(f"batch sizes {sizes} must lie in [1, batch size {self.batch_size}]")
-        return tuple(sizes)
+            raise UserInputError(f"batch sizes {list(sizes)} must lie in [1, {self.batch_size}] "
+                                 "(the largest batch size)")
+        return sizes
 
     def check(self) -> "DemoSettings":
         self.sizes()
         if not self.refine_steps or min(self.refine_steps) < 0:
-            raise UserInputError(f"refinement step counts must be >= 0, got {self.refine_steps}")
+            raise UserInputError(f"refine steps must be step counts >= 0, got {self.refine_steps}")
         if not self.max_video_seconds > 0:
-            raise UserInputError(f"max video seconds must be > 0, got {self.max_video_seconds}")
+            raise UserInputError(f"the longest video must be > 0 seconds, got "
+                                 f"{self.max_video_seconds}")
         return self
 
 
@@ -103,34 +113,12 @@ class PhotoResult:
     batch: int = 1
 
 
-def bucket(sizes: Sequence[int], count: int) -> int:
-    """The smallest compiled size >= count, else the largest."""
-    return next((s for s in sizes if s >= count), sizes[-1])
-
-
-def run_bucketed(fn: Callable, arrays: Sequence[np.ndarray], sizes: Sequence[int]):
-    """fn(*padded rows) on chunks of the largest size, each padded to a compiled size ->
-    the outputs (a pytree of arrays with a leading batch axis), trimmed and concatenated."""
-    n = len(arrays[0])
-    outputs = []
-    for start in range(0, n, sizes[-1]):
-        chunk = [a[start: start + sizes[-1]] for a in arrays]
-        size = bucket(sizes, len(chunk[0]))
-        padded = [pad_batch(a, size) for a in chunk]
-        out = jax.device_get(fn(*[p.data for p in padded]))
-        outputs.append(jax.tree_util.tree_map(lambda x: np.asarray(x)[: padded[0].count], out))
-    return jax.tree_util.tree_map(lambda *xs: np.concatenate(xs, axis=0), *outputs)
-
-
 class DemoEngine:
     """models: `inference.Models`; encoder/evars: e4e; refine_fns: {steps: jitted refinement from
     `photos.refine.make_refine_fn`} for every offered step count > 0; irse_vars for them."""
 
     def __init__(self, models, encoder, evars, settings: DemoSettings, refine_fns=None,
                  irse_vars=None, detector=None, mean=None):
-        from stylemask_jax.inference import truncation_mean
-        from stylemask_jax.models.stylegan2 import truncate
-        from stylemask_jax.photos.pipeline import make_invert_fn
         self.models, self.settings = models, settings.check()
         self.sizes = settings.sizes()
         self.evars, self.irse_vars = evars, irse_vars
@@ -144,7 +132,7 @@ class DemoEngine:
         self._video_lock = threading.Lock()
         gen, mask_net = models.generator, models.mask_net
         self._invert = make_invert_fn(encoder)
-        self._truncate = jax.jit(lambda codes, psi, mean: truncate(codes, mean, psi[:, None, None]))
+        self._truncate = jax.jit(lambda codes, psi, mean: truncate(codes, mean, psi))
 
         @jax.jit
         def reenact(gvars, mvars, src, tgt):
@@ -159,7 +147,6 @@ class DemoEngine:
     @property
     def detector(self):
         if self._detector is None:
-            from stylemask_jax.photos.landmarks import LandmarkDetector
             self._detector = LandmarkDetector()
         return self._detector
 
@@ -204,12 +191,11 @@ class DemoEngine:
             raise UserInputError(f"truncation must be in [0, 1], got {truncation}")
         if int(refine_steps) not in self.settings.refine_steps:
             raise UserInputError(f"refine steps {refine_steps}: this server offers "
-                                 f"{list(self.settings.refine_steps)} (--refine-steps)")
+                                 f"{list(self.settings.refine_steps)}")
 
     def prepare(self, request: PhotoRequest, names=("source photo", "target photo")):
         """Checks one request and aligns its faces (in the caller's thread) -> (request, faces).
         A non-image or a photo without a face is a UserInputError naming the upload."""
-        from stylemask_jax.photos.pipeline import prepare_faces
         self.check_options(request.truncation, request.refine_steps)
         with self._detect_lock:
             faces = prepare_faces([request.source, request.target], self.detector, list(names),
@@ -218,20 +204,19 @@ class DemoEngine:
 
     def run_photos(self, prepared: Sequence) -> list[PhotoResult]:
         """Prepared requests [(request, faces)] -> one PhotoResult each, in one batch."""
-        from stylemask_jax.photos.align import paste_back
         requests = [r for r, _ in prepared]
         crops = np.concatenate([f.crops for _, f in prepared])          # src0, tgt0, src1, ...
         steps = np.repeat([r.refine_steps for r in requests], 2)
         codes = None
         for s in sorted(set(steps.tolist())):
             rows = np.flatnonzero(steps == s)
-            part = run_bucketed(lambda c, s=s: self.invert(c, s), [crops[rows]], self.sizes)
+            part = run_batches(lambda c, s=s: self.invert(c, s), [crops[rows]], self.sizes)
             if codes is None:
                 codes = np.empty((len(crops),) + part.shape[1:], np.float32)
             codes[rows] = part
         psi = np.repeat([float(r.truncation) for r in requests], 2).astype(np.float32)
-        wplus = run_bucketed(self.encode, [codes, psi], self.sizes)
-        faces, masks = run_bucketed(self.reenact, [wplus[0::2], wplus[1::2]], self.sizes)
+        wplus = run_batches(self.encode, [codes, psi], self.sizes)
+        faces, masks = run_batches(self.reenact, [wplus[0::2], wplus[1::2]], self.sizes)
         faces = images_lib.to_uint8(faces)
         results = []
         for k, (request, face_set) in enumerate(prepared):
@@ -245,7 +230,6 @@ class DemoEngine:
     # -- video -------------------------------------------------------------------------------
     def check_video(self, path: str, name: str = "driving video"):
         """-> its VideoInfo; an unreadable clip or one longer than max_video_seconds is an error."""
-        from stylemask_jax.photos.video import count_frames, probe_video
         info = probe_video(path)
         seconds = info.duration
         if seconds is None:
@@ -253,13 +237,12 @@ class DemoEngine:
         limit = self.settings.max_video_seconds
         if seconds > limit:
             raise UserInputError(f"{name}: {seconds:.1f} s long; this demo takes videos up to "
-                                 f"{limit:g} s (--max-video-seconds)")
+                                 f"{limit:g} s")
         return info
 
     def run_video(self, request: VideoRequest, out_dir: str, on_frames=None):
         """A source photo driven by a clip -> `photos.driving.VideoResult` (OUT_DIR/reenacted.mp4),
         one video at a time; on_frames(done, total) after each batch of frames."""
-        from stylemask_jax.photos.driving import reenact_video
         self.check_options(request.truncation, request.refine_steps)
         self.check_video(request.driving)
         size, steps = self.sizes[-1], int(request.refine_steps)
@@ -268,7 +251,6 @@ class DemoEngine:
                     lambda gvars, mvars, src, tgt: self.reenact(src, tgt)[0])
         with self._video_lock:   # its own detector: photo requests go on meanwhile
             if self._video_detector is None:
-                from stylemask_jax.photos.landmarks import LandmarkDetector
                 self._video_detector = LandmarkDetector()
             return reenact_video(self.models, lambda gvars, crops: self.invert(crops, steps),
                                  request.source, request.driving, out_dir,

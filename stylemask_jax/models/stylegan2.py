@@ -33,7 +33,6 @@ from typing import Any, Sequence
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from stylemask_jax.models.remat import remat_function
 from stylemask_jax.models.stylegan2_layers import (MappingNetwork, StyledConv, ToRGB,
@@ -217,9 +216,16 @@ def _applies(truncation, truncation_latent) -> bool:
 # -- module-level pure functions ----------------------------------------------------------------
 
 def truncate(w: jnp.ndarray, mean: jnp.ndarray, psi) -> jnp.ndarray:
-    """mean + psi * (w - mean) for w (B, D) or W+ (B, L, D); mean (D,) or (1, D)."""
+    """The truncation trick, the project's one truncation rule: mean + psi * (w - mean).
+
+    w: W (B, D) or W+ (B, L, D), every row toward the same mean (D,) or (1, D); psi: a number,
+    or one per code (B,) (the demo's per-request slider). Real photos' e4e codes take it row by
+    row as the official inference does (`Generator.wplus` with input_type 'wplus').
+    """
     mean = jnp.asarray(mean, jnp.float32)
     mean = mean.reshape(mean.shape[-1:])
+    if jnp.ndim(psi) == 1:
+        psi = jnp.reshape(psi, (-1,) + (1,) * (w.ndim - 1))
     return mean + psi * (w - mean)
 
 
@@ -228,13 +234,7 @@ def to_wplus(w: jnp.ndarray, n_latent: int) -> jnp.ndarray:
     return jnp.broadcast_to(w[:, None, :], (w.shape[0], n_latent, w.shape[-1]))
 
 
-def split_styles(styles: jnp.ndarray, style_dims: Sequence[int]) -> list[jnp.ndarray]:
-    """Concatenated style codes (B, sum(style_dims)) -> list of (B, style_dims[i])."""
-    if styles.shape[-1] != sum(style_dims):
-        raise ValueError(f"style codes have width {styles.shape[-1]}, expected {sum(style_dims)}")
-    return jnp.split(styles, np.cumsum(style_dims)[:-1].tolist(), axis=-1)
-
-
+FACE_SIZE = 256             # face_pool's output size: DECA, ArcFace and the losses see 256
 MEAN_LATENT_SAMPLES = 4096  # z samples of the mapping mean when a checkpoint has no latent_avg
 
 
@@ -251,12 +251,20 @@ def random_noise(gen: Generator, key: jax.Array, batch: int) -> list[jnp.ndarray
             for k, s in zip(keys, noise_shapes(gen.size))]
 
 
-def face_pool(images: jnp.ndarray, size: int = 256) -> jnp.ndarray:
-    """StyleMask's adaptive average pooling to size x size: (B, H, W, 3) -> (B, 256, 256, 3).
+def face_pool(images: jnp.ndarray, size: int = FACE_SIZE) -> jnp.ndarray:
+    """StyleMask's pooling of generator images to 256, the project's one (the reenactment's
+    resize_256, the training losses, evaluation, refinement): (B, N, N, C) -> (B, 256, 256, C).
 
-    At 1024 this is the exact 4x4 mean; for H a multiple of `size` a block mean; otherwise
-    torch's AdaptiveAvgPool2d bins (64 -> 256 replicates pixels).
+    N > 256: torch's adaptive average pooling (an exact 4x4 mean at 1024); N = 256: unchanged;
+    N < 256 dividing 256 (the tiny configs): each pixel repeated (what torch's adaptive pooling
+    and the reference trainer's repeat_interleave both give); other N: adaptive pooling.
     """
+    n = images.shape[1]
+    if n == size:
+        return images
+    if n < size and size % n == 0:
+        k = size // n
+        return jnp.repeat(jnp.repeat(images, k, axis=1), k, axis=2)
     return adaptive_avg_pool2d(images, size)
 
 

@@ -36,7 +36,8 @@ def fir_taps(kernel: Sequence[float], gain: float = 1.0) -> np.ndarray:
 
 
 def kernel_2d(kernel: Sequence[float], gain: float = 1.0) -> np.ndarray:
-    """The reference's stored 2-D kernel buffer `outer(k, k) / sum * gain` (float64), for checks."""
+    """The reference's stored 2-D kernel buffer `outer(k, k) / sum * gain` (float64): what the
+    converter checks the checkpoint's blur buffers against (convert_weights/stylegan2.py)."""
     t = fir_taps(kernel, gain)
     return np.outer(t, t)
 
@@ -122,9 +123,3 @@ def upsample2d(x: jnp.ndarray, kernel: Sequence[float], factor: int = 2) -> jnp.
     """The reference `Upsample` layer (the ToRGB skip path): (B, H, W, C) -> (B, fH, fW, C)."""
     p = len(kernel) - factor
     return upfirdn2d(x, kernel, up=factor, pad=((p + 1) // 2 + factor - 1, p // 2))
-
-
-def blur2d(x: jnp.ndarray, kernel: Sequence[float], pad: tuple[int, int],
-           gain: float = 1.0) -> jnp.ndarray:
-    """The reference `Blur` layer: FIR with `make_kernel(kernel) * gain` and padding `pad`."""
-    return upfirdn2d(x, kernel, up=1, pad=pad, gain=gain)

@@ -1,8 +1,7 @@
 """A source photo driven by a video: `stylemask reenact --sources PHOTO --driving CLIP.mp4`.
 
     result = reenact_video(models, inverter, "me.jpg", "clip.mp4", "out/", batch_size=8)
-    result.path, result.stats        # out/reenacted.mp4; frames, detected, carried, filled, resets,
-                                     # reacquired
+    result.path, result.stats        # out/reenacted.mp4; frames, detected, carried, filled, resets
 
 Per frame, in a stream (nothing holds more than one batch of frames):
 
@@ -13,7 +12,7 @@ Per frame, in a stream (nothing holds more than one batch of frames):
    last smoothed landmarks (`carried`), frames before the first face use the first detection
    (`filled`); with `track_path`, a CSV of what each frame used (`tracking.write_track`);
 2. the FFHQ crop of the frame (`align.align_face`);
-3. in fixed-size batches (`frames.pad_batch`, one compiled shape for the whole clip): e4e
+3. in fixed-size batches (`batching.stream_batches`, one compiled shape for the whole clip): e4e
    inversion, optional refinement (`refine`), the official real-image truncation, and the
    reenactment of the source with the frame as target, synthesising only the reenacted image
    (`reenact.make_reenact_fn(outputs='reenacted')`);
@@ -27,21 +26,24 @@ counts frames (frames/s and an ETA from the exact frame count).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 
-import jax
 import jax.numpy as jnp
 import numpy as np
+from PIL import Image
 
 from stylemask_jax import images as images_lib
+from stylemask_jax import reenact as method
+from stylemask_jax.batching import compiled_sizes, stream_batches
 from stylemask_jax.errors import UserInputError
 from stylemask_jax.photos.align import align_face, paste_back as paste_face
-from stylemask_jax.photos.frames import pad_batch
 from stylemask_jax.photos.landmarks import LandmarkDetector
 from stylemask_jax.photos.pipeline import Inverter, prepare_faces
 from stylemask_jax.photos.smoothing import OneEuroParams, find_first_face
 from stylemask_jax.photos.tracking import FaceTracker, first_face_landmarks, write_track
+from stylemask_jax.photos.video import VideoWriter, count_frames, probe_video, read_frames
 
 VIDEO_NAME = "reenacted.mp4"
 
@@ -51,13 +53,12 @@ class VideoResult:
     path: str
     fps: float
     size: tuple[int, int]     # (width, height) of the written frames
-    stats: dict               # frames, detected, carried, filled, resets, reacquired
+    stats: dict               # frames, detected, carried, filled, resets
 
 
 def side_by_side(driving: np.ndarray, output: np.ndarray) -> np.ndarray:
     """uint8 driving frame (H, W, 3) and output frame (h, w, 3) -> (h, w' + w, 3), the driving
     frame resized to height h (w' = round(W h / H), bilinear) on the left."""
-    from PIL import Image
     h = output.shape[0]
     width = max(int(round(driving.shape[1] * h / driving.shape[0])), 1)
     if driving.shape[:2] != (h, width):
@@ -68,9 +69,7 @@ def side_by_side(driving: np.ndarray, output: np.ndarray) -> np.ndarray:
 def _first_face(clip: str, detector: LandmarkDetector, info, face) -> np.ndarray:
     """The landmarks of the face followed in the clip's first frame with a face (reads only that
     far); face: None (the largest) or the user's (x, y)."""
-    from stylemask_jax.photos.video import iter_frames
-    detections = (first_face_landmarks(detector, frame, face)
-                  for batch in iter_frames(clip, 1, info) for frame in batch)
+    detections = (first_face_landmarks(detector, frame, face) for frame in read_frames(clip, info))
     try:
         _, landmarks = find_first_face(detections, clip)
     finally:
@@ -98,12 +97,7 @@ def reenact_video(models, inverter: Inverter, source, driving: str, out_dir: str
     pixel of it (`tracking.FaceTracker`); track_path: where to write the per-frame track as CSV
     (`tracking.write_track`: frame, status, faces, the chosen box, the crop quad), or None.
     """
-    from tqdm.auto import tqdm
-    from stylemask_jax import reenact as method
-    from stylemask_jax.photos.video import VideoWriter, count_frames, iter_frames, probe_video
-
-    if batch_size < 1:
-        raise UserInputError(f"--batch-size must be at least 1, got {batch_size}")
+    compiled_sizes(batch_size)   # a batch size below 1 is an error before any work
     detector = detector or LandmarkDetector()
     gen = models.generator
     source_face = prepare_faces([source], detector, keep_photos=paste_back)
@@ -129,12 +123,16 @@ def reenact_video(models, inverter: Inverter, source, driving: str, out_dir: str
         track.append(dataclasses.replace(row, quad=geometry.quad))
         return image
 
-    def output_frames(frames: np.ndarray) -> np.ndarray:
-        crops = np.stack([crop(f) for f in frames])
-        padded = pad_batch(crops, batch_size)
-        tgt = encode(models.gvars, inverter(models.gvars, padded.data), mean)
-        faces = images_lib.to_uint8(jax.device_get(reenact(models.gvars, models.mvars, src_batch, tgt)))
-        faces = faces[:padded.count]
+    def crops_of(frames: np.ndarray) -> list[np.ndarray]:
+        """uint8 frames (b, H, W, 3) -> [their FFHQ crops (b, 256, 256, 3)] of the followed face."""
+        return [np.stack([crop(f) for f in frames])]
+
+    def reenact_faces(crops):
+        """uint8 crops (batch_size, 256, 256, 3) -> reenacted faces, uint8 (batch_size, R, R, 3)."""
+        tgt = encode(models.gvars, inverter(models.gvars, crops), mean)
+        return images_lib.to_uint8(reenact(models.gvars, models.mvars, src_batch, tgt))
+
+    def output_frames(frames: np.ndarray, faces: np.ndarray) -> np.ndarray:
         if paste_back:
             photo, geometry = source_face.photos[0], source_face.geometry[0]
             faces = np.stack([paste_face(photo, face, geometry) for face in faces])
@@ -143,18 +141,15 @@ def reenact_video(models, inverter: Inverter, source, driving: str, out_dir: str
         return faces
 
     path = os.path.join(out_dir, VIDEO_NAME)
-    bar = tqdm(total=total, desc="reenact video", unit="frame", disable=not progress)
+    batches = stream_batches(reenact_faces, read_frames(driving, info), batch_size, load=crops_of,
+                             desc="reenact video" if progress else None, unit="frame", total=total)
     done = 0
-    try:
-        with VideoWriter(path, info.fps, audio_from=driving) as writer:
-            for frames in iter_frames(driving, batch_size, info):
-                writer.write(output_frames(frames))
-                bar.update(len(frames))
-                done += len(frames)
-                if on_frames is not None:
-                    on_frames(done, total)
-    finally:
-        bar.close()
+    with VideoWriter(path, info.fps, audio_from=driving) as writer, contextlib.closing(batches):
+        for frames, faces in batches:
+            writer.write(output_frames(frames, faces))
+            done += len(frames)
+            if on_frames is not None:
+                on_frames(done, total)
     if track_path is not None:
         write_track(track_path, track)
     stats = dict(frames=writer.frames_written, **tracker.stats())

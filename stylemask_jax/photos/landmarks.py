@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
-from typing import Iterable, Sequence
+from typing import Iterable
 
 import numpy as np
 from PIL import Image
@@ -126,7 +126,3 @@ def require_face(landmarks: np.ndarray | None, name: str) -> np.ndarray:
                              f"expected a photo with a visible, roughly frontal face)")
     return landmarks
 
-
-def detect_all(detector: LandmarkDetector, images: Sequence, names: Sequence[str]) -> list[np.ndarray]:
-    """Landmarks of every image, raising for the first one without a face (named by `names`)."""
-    return [require_face(points, name) for points, name in zip(detector(images), names)]

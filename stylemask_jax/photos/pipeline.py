@@ -2,8 +2,9 @@
 
     detector = LandmarkDetector()
     faces = prepare_faces(["a.jpg", "b.png"], detector)      # crops, geometry, landmarks
-    codes = invert_crops(encoder, e4e_vars, faces.crops, batch_size=8)   # (N, L, 512) W+
-    wplus = real_image_wplus(codes, mean, 0.7)               # what the reenactment uses
+    inverter = Inverter(encoder, e4e_vars)                   # + refine_fn, irse_variables
+    codes = invert_batches(inverter, gvars, faces.crops, batch_size=8)   # (N, L, 512) W+
+    wplus = reenact.make_encode_fn(gen, "wplus", 0.7)(gvars, codes, mean)   # truncated
 
 The official real-image path (`run_inference.py` of StelaBou/StyleMask, with
 `libs/utilities/utils_inference.py`): 68 landmarks (FAN there, dlib here), the FFHQ crop to 256
@@ -27,9 +28,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from stylemask_jax.batching import run_batches
 from stylemask_jax.errors import UserInputError
 from stylemask_jax.photos.align import AlignGeometry, align_face
-from stylemask_jax.photos.frames import fixed_batches
 from stylemask_jax.photos.landmarks import LandmarkDetector, require_face
 from stylemask_jax.photos.loading import load_photo
 
@@ -148,25 +149,6 @@ class Inverter:
 
 def invert_batches(inverter: Inverter, gvars, crops: np.ndarray, batch_size: int = 8) -> np.ndarray:
     """uint8 crops (N, 256, 256, 3) -> W+ codes (N, n_styles, 512), in fixed-size batches (the
-    last padded), so one compiled shape serves any N. gvars: the generator's (for refinement)."""
-    if batch_size < 1:
-        raise UserInputError(f"--batch-size must be at least 1, got {batch_size}")
-    out = []
-    for batch in fixed_batches(crops, batch_size):
-        out.append(np.asarray(jax.device_get(inverter(gvars, batch.data)))[:batch.count])
-    return np.concatenate(out, axis=0)
-
-
-def invert_crops(encoder, variables, crops: np.ndarray, batch_size: int = 8) -> np.ndarray:
-    """e4e alone: uint8 crops (N, 256, 256, 3) -> W+ codes (N, n_styles, 512) (`invert_batches`)."""
-    return invert_batches(Inverter(encoder, variables), None, crops, batch_size)
-
-
-def real_image_wplus(codes, mean, truncation: float = 0.7) -> np.ndarray:
-    """The official real-image truncation: W+ (N, L, D) -> mean + psi (w - mean), row by row,
-    mean (D,). psi = 1 returns the codes unchanged."""
-    from stylemask_jax.models.stylegan2 import truncate
-    codes = np.asarray(codes, np.float32)
-    if truncation == 1.0:
-        return codes
-    return np.asarray(truncate(jnp.asarray(codes), jnp.asarray(mean), truncation))
+    last padded, `batching.run_batches`), so one compiled shape serves any N. gvars: the
+    generator's (for refinement; None without it)."""
+    return run_batches(lambda batch: inverter(gvars, batch), [crops], batch_size)

@@ -79,10 +79,3 @@ def make_refine_fn(gen: Generator, settings: RefineSettings, irse=None):
         return w, losses
     return refine
 
-
-def make_recon_error_fn(gen: Generator):
-    """jit(gvars, codes (B, L, D), crops uint8) -> (B,) mean squared error at 256 in [-1, 1]."""
-    @jax.jit
-    def error(gvars, codes, crops):
-        return jnp.mean((reconstruct(gen, gvars, codes) - crops_to_unit(crops)) ** 2, axis=(1, 2, 3))
-    return error

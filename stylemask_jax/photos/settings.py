@@ -26,7 +26,7 @@ class RefineSettings:
         if self.steps < 0:
             raise UserInputError(f"refinement steps must be >= 0, got {self.steps}")
         if not self.lr > 0:
-            raise UserInputError(f"refinement lr must be > 0, got {self.lr}")
+            raise UserInputError(f"refinement learning rate must be > 0, got {self.lr}")
         for name in ("l2", "l1", "identity", "pull"):
             if getattr(self, name) < 0:
                 raise UserInputError(f"refinement weight {name} must be >= 0, "

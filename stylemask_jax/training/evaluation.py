@@ -22,6 +22,7 @@ from stylemask_jax import images as images_lib
 from stylemask_jax import metrics as metrics_lib
 from stylemask_jax import reenact as method
 from stylemask_jax.batching import iter_batches
+from stylemask_jax.models.stylegan2 import face_pool
 
 VALIDATION_FILE = "random_latent_codes_100.npy"
 
@@ -45,7 +46,7 @@ def evaluate_batch(mask_params, frozen, z_source, z_target, nets, config) -> dic
     w_src = method.encode_wplus(gen, gvars, z_source, "z", config.truncation, mean)
     w_tgt = method.encode_wplus(gen, gvars, z_target, "z", config.truncation, mean)
     out = method.reenact(gen, gvars, nets.mask_net, {"params": mask_params}, w_src, w_tgt)
-    images = faces.loss_resolution(jnp.concatenate([out["source"], out["target"], out["reenacted"]]))
+    images = face_pool(jnp.concatenate([out["source"], out["target"], out["reenacted"]]))
     img_src, img_tgt, img_reen = jnp.split(images, 3)
     return {**image_metrics(nets, frozen, config, img_src, img_tgt, img_reen),
             "images": (img_src, img_tgt, img_reen)}

@@ -11,15 +11,16 @@ process takes part in the (Orbax) checkpoint saves.
 from __future__ import annotations
 
 import os
+from typing import Callable
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from tqdm.auto import tqdm
 
 from stylemask_jax import distributed
 from stylemask_jax.errors import UserInputError
 from stylemask_jax.outputs import check_output_dir
+from stylemask_jax.progress import progress_bar
 from stylemask_jax.sharding import data_mesh, data_sharding, replicated
 from stylemask_jax.training import checkpoints, evaluation, microbatch, networks, objective
 from stylemask_jax.training import state as state_lib
@@ -47,14 +48,18 @@ def global_batch(batch: dict, mesh) -> dict:
             for k, v in batch.items()}
 
 
-def make_train_step(nets: networks.Networks, config, optimizer, mesh):
+def make_train_step(nets: networks.Networks, config, optimizer, mesh,
+                    on_trace: Callable[[], None] | None = None):
     """jit(state, frozen, batch) -> (state, metrics); the state buffer is donated.
 
     With `config.microbatch` > 0 the loss and gradients are accumulated over micro-batches
-    (training/microbatch.py) before the one optimizer update."""
+    (training/microbatch.py) before the one optimizer update. `on_trace()` (optional) is called
+    each time jit traces the step, i.e. once per compilation (a new shape, dtype or sharding)."""
     chunks = microbatch.num_chunks(config, mesh.size)
 
     def train_step(state, frozen, batch):
+        if on_trace is not None:
+            on_trace()   # Python runs here only while jit traces, never per executed step
         key = state_lib.step_key(state.key, state.step)
         grad_fn = jax.value_and_grad(objective.loss_fn, has_aux=True)
         (loss, metrics), grads = microbatch.accumulate(
@@ -89,7 +94,8 @@ def check_config(config, mesh) -> None:
 def train(config, workdir: str) -> dict:
     """Trains the mask network; resumes from WORKDIR's latest checkpoint when there is one.
 
-    Returns the last logged metrics plus 'step_compilations' (how often the step compiled).
+    Returns the last logged metrics plus 'step_compilations' (how often jit traced the step:
+    one trace per compilation, so a retrace per step would show up here).
     """
     distributed.start(auto=bool(config.get("multihost", False)))  # no-op when started already
     mesh = data_mesh(config.get("num_devices", 0))
@@ -108,14 +114,15 @@ def train(config, workdir: str) -> dict:
         with open(os.path.join(workdir, "config.json"), "w") as f:  # read by evaluate / export
             f.write(config.to_json_best_effort(indent=1))
     writer = MetricWriter(workdir, tensorboard=config.get("tensorboard", True)) if is_main else None
-    step_fn = make_train_step(nets, config, optimizer, mesh)
+    traces = []
+    step_fn = make_train_step(nets, config, optimizer, mesh, on_trace=lambda: traces.append(1))
     evaluate = evaluation.make_evaluator(nets, config, mesh) if config.eval_every else None
     if is_main and resumed is not None:
         print(f"resumed from {workdir} at step {start}")
 
     last, last_good = {}, resumed
-    bar = tqdm(total=config.num_steps, initial=start, desc="train", unit="step",
-               disable=not is_main or not config.get("progress", True))
+    bar = progress_bar(total=config.num_steps, initial=start, desc="train", unit="step",
+                       disable=not is_main or not config.get("progress", True))
     try:
         for step in range(start, config.num_steps):
             batch = global_batch(host_batch(state.key, step, config, nets.generator.style_dim), mesh)
@@ -155,5 +162,4 @@ def train(config, workdir: str) -> dict:
         manager.close()
         if writer:
             writer.close()
-    # One compilation for the whole run (a retrace per step would show up here).
-    return dict(last, step_compilations=step_fn._cache_size())
+    return dict(last, step_compilations=len(traces))

@@ -23,6 +23,7 @@ from stylemask_jax.models import deca as deca_lib
 from stylemask_jax.models import flame as flame_lib
 from stylemask_jax.models import irse as irse_lib
 from stylemask_jax.models.mask_net import MaskNet
+from stylemask_jax.models.random_init import random_variables
 from stylemask_jax.models.remat import REMAT_MODES
 from stylemask_jax.models.stylegan2 import Generator, init_variables, load_generator
 
@@ -41,7 +42,7 @@ def random_flame(key: jax.Array, rings: int = 12, segments: int = 16) -> flame_l
     Same array layout as a converted FLAME model (100 shape + 50 expression components, 5
     joints, 68 landmarks, 79 contour rows); values are random and mean nothing.
     """
-    rng = np.random.default_rng(np.asarray(jax.random.key_data(key)).ravel().tolist())
+    rng = key_rng(key)
     theta = np.linspace(0.15, np.pi - 0.15, rings)
     phi = np.linspace(0, 2 * np.pi, segments, endpoint=False)
     t, p = np.meshgrid(theta, phi, indexing="ij")
@@ -76,30 +77,9 @@ def random_flame(key: jax.Array, rings: int = 12, segments: int = 16) -> flame_l
         full_lmk_faces_idx=i32(rng.integers(0, n_faces, 68)), full_lmk_bary_coords=f32(bary(68)))
 
 
-def random_variables(module, key: jax.Array, *dummy_inputs) -> dict:
-    """Random variables for a frozen ResNet-style module without compiling its forward pass.
-
-    Shapes come from `jax.eval_shape(module.init)`; kernels get N(0, 1/fan_in), biases 0,
-    BatchNorm scales 1 and statistics (0, 1), PReLU slopes 0.25. (A jitted `module.init` would
-    compile the whole network, which costs seconds to tens of seconds on a CPU.)
-    """
-    abstract = jax.eval_shape(module.init, key, *dummy_inputs)
-    rng = np.random.default_rng(np.asarray(jax.random.key_data(key)).ravel().tolist())
-    leaves, treedef = jax.tree_util.tree_flatten_with_path(abstract)
-    values = []
-    for path, leaf in leaves:
-        name = str(getattr(path[-1], "key", path[-1]))
-        if name == "kernel":
-            fan_in = int(np.prod(leaf.shape[:-1]))
-            value = rng.standard_normal(leaf.shape) / np.sqrt(fan_in)
-        elif name in ("scale", "var"):
-            value = np.ones(leaf.shape)
-        elif name == "alpha":
-            value = np.full(leaf.shape, 0.25)
-        else:
-            value = np.zeros(leaf.shape)
-        values.append(jnp.asarray(value, leaf.dtype))
-    return jax.tree_util.tree_unflatten(treedef, values)
+def key_rng(key: jax.Array) -> np.random.Generator:
+    """A numpy Generator seeded by a JAX key's data (for `models.random_init`)."""
+    return np.random.default_rng(np.asarray(jax.random.key_data(key)).ravel().tolist())
 
 
 def _dtype(config):
@@ -149,12 +129,14 @@ def _build_networks(config) -> tuple[Networks, dict]:
     else:
         deca = deca_lib.DecaEncoder(blocks=tuple(config.random_deca_blocks),
                                     widths=tuple(config.random_deca_widths), dtype=dtype)
-        dvars = random_variables(deca, keys[1], jnp.zeros((1, 224, 224, 3), jnp.float32))
+        dvars = jax.device_put(random_variables(deca, key_rng(keys[1]),
+                                                 jnp.zeros((1, 224, 224, 3), jnp.float32)))
     if weights.irse:
         irse, ivars = irse_lib.load_irse(weights.irse, dtype=dtype)
     else:
         irse = irse_lib.IRSE(units=tuple(config.random_irse_units), dtype=dtype)
-        ivars = random_variables(irse, keys[2], jnp.zeros((1, 112, 112, 3), jnp.float32))
+        ivars = jax.device_put(random_variables(irse, key_rng(keys[2]),
+                                                 jnp.zeros((1, 112, 112, 3), jnp.float32)))
     flame = flame_lib.load_flame(weights.flame) if weights.flame else random_flame(keys[3])
     latent_avg = truncation_mean(generator, gvars, latent_avg)
     mask_net = MaskNet(tuple(generator.style_dims[: config.num_layers_control]), dtype=dtype)

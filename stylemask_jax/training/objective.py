@@ -21,9 +21,10 @@ import jax
 import jax.numpy as jnp
 
 from stylemask_jax import reenact as method
-from stylemask_jax.faces import deca_parameters, identity_distance, loss_resolution
+from stylemask_jax.faces import deca_parameters, identity_distance
 from stylemask_jax.losses import face_losses
 from stylemask_jax.models.irse import face_embeddings
+from stylemask_jax.models.stylegan2 import face_pool
 
 def _split(tree, parts: int):
     """Splits every leaf's batch axis into `parts` equal consecutive chunks."""
@@ -34,7 +35,7 @@ def _split(tree, parts: int):
 
 def _faces(nets, frozen, wplus, styles, config):
     """Images (pooled to 256) and their DECA parameters for one batch of style codes."""
-    images = loss_resolution(method.synthesize(nets.generator, frozen["generator"], styles, wplus))
+    images = face_pool(method.synthesize(nets.generator, frozen["generator"], styles, wplus))
     return images, deca_parameters(nets, frozen, images, config)
 
 
