@@ -28,6 +28,7 @@ import itertools
 import jax
 import jax.numpy as jnp
 import numpy as np
+import orbax.checkpoint as ocp
 from jax.experimental import multihost_utils
 
 from stylemask_jax.errors import UserInputError
@@ -69,9 +70,9 @@ def barrier(name: str, timeout_s: int = BARRIER_TIMEOUT_S) -> None:
     process must call the barriers in the same order."""
     if jax.process_count() == 1:
         return
-    # jax has no public barrier that avoids device collectives; Orbax uses this client the same way
-    from jax._src import distributed as jax_distributed
-    jax_distributed.global_state.client.wait_at_barrier(
+    # jax has no public barrier without device collectives; Orbax's public accessor of the
+    # coordination-service client is what its own barriers use
+    ocp.multihost.get_jax_distributed_client().wait_at_barrier(
         f"stylemask/{next(_barrier_ids)}/{name}", timeout_s * 1000)
 
 
