@@ -12,7 +12,7 @@ W+ codes. One source face, reenacted with every driving frame as the target. Per
             path uses FAN landmarks (face_alignment) instead, which is not installed here; the
             table adds this dlib cost to both sides for the end-to-end figures.
   jax       what `stylemask_jax.photos.driving.reenact_video` does per batch of B aligned crops:
-            e4e inversion of the uint8 crops (`pipeline.make_invert_fn`: u / 255 * 2 - 1),
+            e4e inversion of the uint8 crops (`inversion.make_invert_fn`: u / 255 * 2 - 1),
             the official row-wise truncation (`reenact.make_encode_fn(gen, 'wplus', 0.7)`), the
             reenactment of the source with each crop as the target, synthesising only the
             reenacted images (`reenact.make_reenact_fn(outputs='reenacted')`), and the 1024
@@ -66,7 +66,7 @@ def build_jax(size: int, batch: int):
     from stylemask_jax.models.e4e import init_e4e, n_styles_for
     from stylemask_jax.models.mask_net import MaskNet, init_mask_net
     from stylemask_jax.models.stylegan2 import Generator, init_variables, mean_latent
-    from stylemask_jax.photos.pipeline import make_invert_fn
+    from stylemask_jax.inversion import make_invert_fn
     from stylemask_jax.reenact import make_encode_fn, make_reenact_fn
 
     gen = Generator.from_arch(harness.arch_for(size))

@@ -155,7 +155,8 @@ def write_reenactment(out: str, result: dict, pairs: str = "zip", arrays: dict |
         for name, value in arrays.items():
             np.save(os.path.join(folder, f"{name}.npy"), value)
         np.save(os.path.join(folder, "pair_indices.npy"), np.stack([src_idx, tgt_idx], axis=1))
-    return (f"wrote {len(src_idx)} reenacted pairs to {out} ({'grid.png, ' if grids else ''}pairs/"
+    count = f"{len(src_idx)} reenacted {'pair' if len(src_idx) == 1 else 'pairs'}"
+    return (f"wrote {count} to {out} ({'grid.png, ' if grids else ''}pairs/"
             f"{', matrix.png' if grids and pairs == 'all' else ''}"
             f"{', arrays/' if arrays is not None else ''})")
 

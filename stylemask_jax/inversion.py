@@ -24,13 +24,42 @@ import jax
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from stylemask_jax.batching import iter_batches
+from stylemask_jax.batching import iter_batches, run_batches
 from stylemask_jax.errors import UserInputError
 from stylemask_jax.images import load_image
 from stylemask_jax.models.e4e import E4E_INPUT_SIZE, Encoder4Editing
-from stylemask_jax.photos.pipeline import Inverter
+from stylemask_jax.photos.pipeline import crops_to_unit
 from stylemask_jax.photos.refine import make_refine_fn
 from stylemask_jax.photos.settings import RefineSettings
+
+
+def make_invert_fn(encoder):
+    """jit(e4e variables, uint8 crops (B, 256, 256, 3)) -> W+ codes (B, n_styles, 512) float32."""
+    @jax.jit
+    def invert(variables, crops):
+        return encoder.apply(variables, crops_to_unit(crops))
+    return invert
+
+
+@dataclasses.dataclass
+class Inverter:
+    """The e4e encoder with its variables and, optionally, the W+ refinement (`refine_fn` from
+    `refine.make_refine_fn`, with the IR-SE variables it uses, or None)."""
+    encoder: object
+    variables: dict
+    refine_fn: object = None
+    irse_variables: dict | None = None
+
+    def __post_init__(self):
+        self._invert = make_invert_fn(self.encoder)
+
+    def __call__(self, gvars, crops) -> jax.Array:
+        """uint8 crops (B, 256, 256, 3), or float images in [-1, 1] -> W+ codes
+        (B, n_styles, 512), refined when asked."""
+        codes = self._invert(self.variables, crops)
+        if self.refine_fn is not None:
+            codes, _ = self.refine_fn(gvars, self.irse_variables, codes, crops)
+        return codes
 
 
 @dataclasses.dataclass
@@ -114,3 +143,8 @@ def invert(inverter: Inverter, gvars, inputs: Sequence, batch_size: int = 8, *, 
     for start, (codes, recon) in iter_batches(run, [inputs], batch_size, desc=desc, unit="image",
                                               load=None if load is None else lambda c: [load(c)]):
         yield InvertedBatch(start, codes, recon)
+
+
+def invert_all(inverter: Inverter, gvars, crops, batch_size: int = 8) -> np.ndarray:
+    """All codes at once: crops (N, 256, 256, 3) -> untruncated W+ codes (N, n_styles, 512)."""
+    return run_batches(lambda batch: inverter(gvars, batch), [crops], batch_size)

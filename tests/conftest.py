@@ -11,11 +11,17 @@ import os
 import tempfile
 
 import jax
+import numpy as np
+import pytest
+
+from convert_weights.flame import convert_flame
+from stylemask_jax.models import flame as flame_lib
 
 _CACHE = os.path.join(tempfile.gettempdir(), f"stylemask-jax-xla-cache-{os.getuid()}")
 jax.config.update("jax_compilation_cache_dir", _CACHE)
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
 jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+os.environ["STYLEMASK_COMPILE_CACHE"] = _CACHE  # `stylemask` run as a subprocess uses it too
 
 
 _FLAME_GZ = os.path.join(os.path.dirname(__file__), "fixtures", "flame", "generic_model.pkl.gz")
@@ -44,3 +50,20 @@ def _has_content(path: str, data: bytes) -> bool:
         return False
     with open(path, "rb") as f:
         return f.read() == data
+
+
+_FLAME_FIXTURES = os.path.dirname(_FLAME_GZ)
+
+
+@pytest.fixture(scope="module")
+def flame_model():
+    """The synthetic FLAME fixture model, converted by our converter."""
+    arrays, arch = convert_flame(flame_model_pkl(),
+                                 os.path.join(_FLAME_FIXTURES, "landmark_embedding.npy"))
+    return flame_lib.FlameModel.from_arrays(arrays, arch)
+
+
+@pytest.fixture(scope="module")
+def flame_cases():
+    """The official FLAME code's reference outputs on the fixture (tests/fixtures/flame)."""
+    return dict(np.load(os.path.join(_FLAME_FIXTURES, "cases.npz")))

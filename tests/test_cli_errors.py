@@ -164,6 +164,8 @@ def generate_rows():
         ("generate-out-under-file", ["generate", "--config", "tiny", "--out", "{file}/g"],
          "is not a folder", "{file}/g"),
         ("generate-bad-seeds", base + ["--seeds", "a-b"], "--seeds", "{out}"),
+        ("generate-out-not-empty", ["generate", "--config", "tiny", "--out", "{full}"],
+         "not empty (use --overwrite)", "{full}"),
         ("generate-truncation-range", base + ["--truncation", "2"], "--truncation", "{out}"),
         ("generate-batch-size-zero", base + ["--batch-size", "0"], "--batch-size", "{out}"),
         ("generate-unknown-config", ["generate", "--config", "nosuch", "--out", "{out}"],
@@ -181,6 +183,8 @@ def reenact_rows():
     return [
         ("reenact-out-under-file", ["reenact", "--config", "tiny", "--out", "{file}/r"],
          "is not a folder", "{file}/r"),
+        ("reenact-out-not-empty", ["reenact", "--config", "tiny", "--out", "{full}"],
+         "not empty (use --overwrite)", "{full}"),
         ("reenact-nan-codes", tiny + ["--sources", "{tiny_nan_codes}", "--targets",
                                       "{tiny_nan_codes}"], "nan or inf", "{out}"),
         ("reenact-nan-codes-weights", weights + ["--sources", "{tiny_nan_codes}", "--targets",
@@ -213,6 +217,8 @@ def driving_rows():
     return [
         ("driving-without-sources", tiny + ["--driving", "{clip}"], "--driving needs --sources",
          "{out}"),
+        ("photos-e4e-for-another-generator", video[:-2] + ["--targets", "{astronaut}"],
+         "--generator: a 64px generator with style_dim 64", "{out}"),
         ("driving-with-targets", video + ["--targets", "{astronaut}"], "--driving replaces",
          "{out}"),
         ("driving-missing-clip", video[:-1] + ["{missing}.mp4"], "no_such", "{out}"),
@@ -244,6 +250,8 @@ def invert_rows():
          "expected 'e4e'", "{out}"),
         ("invert-out-under-file", invert("{png_trunc}", out="{file}/i"), "is not a folder",
          "{file}/i"),
+        ("invert-out-not-empty", invert("{png_trunc}", out="{full}"), "not empty (use --overwrite)",
+         "{full}"),
         ("invert-batch-size-zero", invert("{png_trunc}", extra=["--batch-size", "0"]),
          "--batch-size", "{out}"),
         ("invert-generator-wrong-kind", invert("{png_trunc}", extra=["--aligned", "--generator",
@@ -331,8 +339,8 @@ def compare_rows():
         ("compare-text-file", ["compare", "--irse-pt", "{text}"], "notes.txt", None),
         ("compare-truncated-file", ["compare", "--mask-net-pt", "{trunc_mask_pt}"], "trunc_",
          None),
-        ("compare-batch-zero", ["compare", "--mask-net-pt", MASK_NET_PT, "--batch", "0"],
-         "--batch", None),
+        ("compare-batch-zero", ["compare", "--mask-net-pt", MASK_NET_PT, "--batch-size", "0"],
+         "--batch-size", None),
         ("compare-tolerance-nan", ["compare", "--mask-net-pt", MASK_NET_PT, "--tolerance",
                                    "mask-net=nan"], "--tolerance", None),
     ]
@@ -456,6 +464,19 @@ def test_as_a_subprocess(env, tmp_path, module, argv, expected):
     assert result.returncode == 2, result.stderr
     assert len(lines) == 1 and expected in lines[0], result.stderr
     assert "Traceback" not in result.stderr
+    assert not os.path.exists(tmp_path / "out")
+
+
+def test_driving_error_is_the_only_line_on_stderr(env, tmp_path):
+    """A --driving run starts ffmpeg after JAX's threads exist: no fork warning may join the
+    error line (imageio-ffmpeg's reader runs without a preexec_fn, `photos.video`)."""
+    argv = ["reenact", "--config", "tiny", "--e4e", env["e4e"], "--sources", env["astronaut"],
+            "--driving", env["clip"], "--face", "500,20", "--out", str(tmp_path / "out")]
+    result = subprocess.run([sys.executable, "-m", "stylemask_jax.cli", *argv],
+                            capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        "stylemask: error: --face 500,20: outside the video's 96x80 frames"], result.stderr
     assert not os.path.exists(tmp_path / "out")
 
 

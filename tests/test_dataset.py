@@ -56,8 +56,8 @@ def test_build_counts_shapes_and_ids(built):
     summary = build_summary(report).splitlines()
     assert summary[0] == f"wrote {num_faces} faces from 5 photos/videos ({num_faces + 1} frames " \
         f"read) to {report.path}"
-    assert summary[1:] == ["no face found in 1 frames: bob/blank.png",
-                           "ignored 1 files that are neither photos nor videos: notes.txt"]
+    assert summary[1:] == ["no face found in 1 frame: bob/blank.png",
+                           "ignored 1 file, neither photo nor video: notes.txt"]
 
     dataset = load_dataset(out)
     assert len(dataset) == num_faces

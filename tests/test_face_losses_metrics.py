@@ -12,69 +12,56 @@ import os
 import jax
 import jax.numpy as jnp
 import numpy as np
-import pytest
 
-from convert_weights.flame import convert_flame
 from stylemask_jax import faces, losses, metrics
 from stylemask_jax.models import flame as flame_lib
 
-from conftest import flame_model_pkl
 
 FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures", "flame")
 
 
-@pytest.fixture(scope="module")
-def model():
-    arrays, arch = convert_flame(flame_model_pkl(),
-                                 os.path.join(FIXTURES, "landmark_embedding.npy"))
-    return flame_lib.FlameModel.from_arrays(arrays, arch)
 
 
-@pytest.fixture(scope="module")
-def cases():
-    return dict(np.load(os.path.join(FIXTURES, "cases.npz")))
+def _params(flame_cases, rows):
+    return {"shape": jnp.asarray(flame_cases["shape_params"][rows]),
+            "exp": jnp.asarray(flame_cases["expression_params"][rows]),
+            "pose": jnp.asarray(flame_cases["pose_params"][rows])}
 
 
-def _params(cases, rows):
-    return {"shape": jnp.asarray(cases["shape_params"][rows]),
-            "exp": jnp.asarray(cases["expression_params"][rows]),
-            "pose": jnp.asarray(cases["pose_params"][rows])}
-
-
-def test_face_losses_match_reference(model, cases):
-    gt, reenacted = _params(cases, slice(0, 2)), _params(cases, slice(2, 4))
-    out = jax.jit(losses.face_losses)(model, gt, gt, reenacted)
-    np.testing.assert_allclose(out.shape, cases["loss_shape"], rtol=1e-5)   # see module docstring
-    np.testing.assert_allclose(out.eye, cases["loss_eye"], rtol=1e-5)
-    np.testing.assert_allclose(out.mouth, cases["loss_mouth"], rtol=1e-5)
-    dec = flame_lib.decode(model, cases["shape_params"], cases["expression_params"],
-                           cases["pose_params"], np.tile(np.float32([8, 0, 0]), (4, 1)))
+def test_face_losses_match_reference(flame_model, flame_cases):
+    gt, reenacted = _params(flame_cases, slice(0, 2)), _params(flame_cases, slice(2, 4))
+    out = jax.jit(losses.face_losses)(flame_model, gt, gt, reenacted)
+    np.testing.assert_allclose(out.shape, flame_cases["loss_shape"], rtol=1e-5)   # see module docstring
+    np.testing.assert_allclose(out.eye, flame_cases["loss_eye"], rtol=1e-5)
+    np.testing.assert_allclose(out.mouth, flame_cases["loss_mouth"], rtol=1e-5)
+    dec = flame_lib.decode(flame_model, flame_cases["shape_params"], flame_cases["expression_params"],
+                           flame_cases["pose_params"], np.tile(np.float32([8, 0, 0]), (4, 1)))
     np.testing.assert_allclose(losses.shape_loss(dec.vertices[:2], dec.vertices[2:], normalize=True),
-                               cases["loss_shape_normalized"], rtol=1e-5)
+                               flame_cases["loss_shape_normalized"], rtol=1e-5)
 
 
-def test_face_losses_mix_source_shape_with_target_expression_and_pose(model, cases):
+def test_face_losses_mix_source_shape_with_target_expression_and_pose(flame_model, flame_cases):
     """gt = FLAME(source shape, target exp/pose): swapping which sample gives the shape matters,
     and reenacting exactly that combination gives zero loss."""
-    src, tgt = _params(cases, slice(0, 2)), _params(cases, slice(2, 4))
+    src, tgt = _params(flame_cases, slice(0, 2)), _params(flame_cases, slice(2, 4))
     exact = {"shape": src["shape"], "exp": tgt["exp"], "pose": tgt["pose"]}
     face_losses = jax.jit(losses.face_losses)
-    out = face_losses(model, src, tgt, exact)
+    out = face_losses(flame_model, src, tgt, exact)
     assert float(out.shape) == 0 and float(out.eye) == 0 and float(out.mouth) == 0
-    assert float(face_losses(model, tgt, tgt, exact).shape) > 0.1
+    assert float(face_losses(flame_model, tgt, tgt, exact).shape) > 0.1
 
 
-def test_weight_scales_every_loss(model, cases):
-    gt, reenacted = _params(cases, slice(0, 2)), _params(cases, slice(2, 4))
+def test_weight_scales_every_loss(flame_model, flame_cases):
+    gt, reenacted = _params(flame_cases, slice(0, 2)), _params(flame_cases, slice(2, 4))
     face_losses = jax.jit(losses.face_losses)
-    one = face_losses(model, gt, gt, reenacted)
-    three = face_losses(model, gt, gt, reenacted, weight=3.0)
+    one = face_losses(flame_model, gt, gt, reenacted)
+    three = face_losses(flame_model, gt, gt, reenacted, weight=3.0)
     np.testing.assert_allclose(np.array(three), 3 * np.array(one), rtol=1e-6)  # one f32 multiply
 
 
-def test_gradients_reach_flame_parameters(model, cases):
-    gt, reenacted = _params(cases, slice(0, 2)), _params(cases, slice(2, 4))
-    jac = jax.jit(jax.jacrev(lambda p: jnp.stack(losses.face_losses(model, gt, gt, p))))(reenacted)
+def test_gradients_reach_flame_parameters(flame_model, flame_cases):
+    gt, reenacted = _params(flame_cases, slice(0, 2)), _params(flame_cases, slice(2, 4))
+    jac = jax.jit(jax.jacrev(lambda p: jnp.stack(losses.face_losses(flame_model, gt, gt, p))))(reenacted)
     for i, name in enumerate(("shape", "eye", "mouth")):
         for key in ("exp", "pose") + (("shape",) if name == "shape" else ()):
             g = np.asarray(jac[key][i])
@@ -85,20 +72,20 @@ def test_gradients_reach_flame_parameters(model, cases):
 # metrics
 # ---------------------------------------------------------------------------------------------
 
-def test_head_angles_match_reference(cases):
-    pose = cases["pose_params"][:, :3]
+def test_head_angles_match_reference(flame_cases):
+    pose = flame_cases["pose_params"][:, :3]
     rot = faces.axis_angle_to_matrix(jnp.asarray(pose))
     # entries of a rotation (|x| <= 1): a few float32 ulps (1.2e-7)
-    np.testing.assert_allclose(rot, cases["axis2matrix_f32"], rtol=0, atol=5e-7)
-    np.testing.assert_allclose(rot, cases["axis2matrix"], rtol=0, atol=5e-7)
+    np.testing.assert_allclose(rot, flame_cases["axis2matrix_f32"], rtol=0, atol=5e-7)
+    np.testing.assert_allclose(rot, flame_cases["axis2matrix"], rtol=0, atol=5e-7)
     rad = faces.matrix_to_euler(rot)
-    np.testing.assert_allclose(rad, cases["euler_rad_f32"], rtol=0, atol=5e-7)
+    np.testing.assert_allclose(rad, flame_cases["euler_rad_f32"], rtol=0, atol=5e-7)
     # the reference's batch call returns only the last sample's angles
-    np.testing.assert_allclose(rad[-1:], cases["euler_rad_batchcall_f32"], rtol=0, atol=5e-7)
+    np.testing.assert_allclose(rad[-1:], flame_cases["euler_rad_batchcall_f32"], rtol=0, atol=5e-7)
     deg = faces.head_angles_degrees(pose)
     # degrees up to ~53: float32 ulp 3.8e-6; a few ulps
-    np.testing.assert_allclose(deg, cases["euler_deg_f32"], rtol=0, atol=2e-5)
-    np.testing.assert_allclose(deg, cases["euler_deg"], rtol=0, atol=2e-5)
+    np.testing.assert_allclose(deg, flame_cases["euler_deg_f32"], rtol=0, atol=2e-5)
+    np.testing.assert_allclose(deg, flame_cases["euler_deg"], rtol=0, atol=2e-5)
 
 
 def test_head_angles_match_deca_fixture():
@@ -130,9 +117,9 @@ def test_ffhq_ranges_package_data():
     assert np.all(ranges[:, 0] < ranges[:, 1])
 
 
-def test_expression_error(cases):
+def test_expression_error(flame_cases):
     ranges = metrics.ffhq_ranges()
-    pose, exp = cases["pose_params"], cases["expression_params"]
+    pose, exp = flame_cases["pose_params"], flame_cases["expression_params"]
     ours = jax.jit(metrics.expression_error)(pose[:2], exp[:2], pose[2:], exp[2:])
     # the README's definition in float64 numpy: jaw pose[3] with row 3, exp[:20] with rows 4..23
     lo, hi = ranges[3:24, 0], ranges[3:24, 1]

@@ -16,50 +16,38 @@ import numpy as np
 import pytest
 import torch
 
-from convert_weights.flame import convert_flame
 from stylemask_jax.models import flame as flame_lib
 
-from conftest import flame_model_pkl
 
 FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures", "flame")
 ATOL_M = 1e-7     # metres, see the module docstring
 ATOL_PX = 1e-4    # pixels of the 224 image
 
 
-@pytest.fixture(scope="module")
-def model():
-    arrays, arch = convert_flame(flame_model_pkl(),
-                                 os.path.join(FIXTURES, "landmark_embedding.npy"))
-    return flame_lib.FlameModel.from_arrays(arrays, arch)
 
 
-@pytest.fixture(scope="module")
-def cases():
-    return dict(np.load(os.path.join(FIXTURES, "cases.npz")))
+def _params(flame_cases):
+    return flame_cases["shape_params"], flame_cases["expression_params"], flame_cases["pose_params"]
 
 
-def _params(cases):
-    return cases["shape_params"], cases["expression_params"], cases["pose_params"]
-
-
-def test_forward_matches_reference(model, cases):
-    out = jax.jit(flame_lib.flame)(model, *_params(cases))
+def test_forward_matches_reference(flame_model, flame_cases):
+    out = jax.jit(flame_lib.flame)(flame_model, *_params(flame_cases))
     for name in ("vertices", "landmarks2d", "landmarks3d"):
         ours = np.asarray(getattr(out, name))
-        assert ours.dtype == np.float32 and ours.shape == cases[name].shape, name
-        np.testing.assert_allclose(ours, cases[name + "_f32"], rtol=0, atol=ATOL_M, err_msg=name)
-        np.testing.assert_allclose(ours, cases[name], rtol=0, atol=ATOL_M, err_msg=name)
+        assert ours.dtype == np.float32 and ours.shape == flame_cases[name].shape, name
+        np.testing.assert_allclose(ours, flame_cases[name + "_f32"], rtol=0, atol=ATOL_M, err_msg=name)
+        np.testing.assert_allclose(ours, flame_cases[name], rtol=0, atol=ATOL_M, err_msg=name)
 
 
-def test_contour_row_and_yaw_match_reference(model, cases):
-    pose5 = flame_lib.full_pose(jnp.asarray(cases["pose_params"]))
-    yaw = flame_lib.head_yaw_degrees(model, pose5)
+def test_contour_row_and_yaw_match_reference(flame_model, flame_cases):
+    pose5 = flame_lib.full_pose(jnp.asarray(flame_cases["pose_params"]))
+    yaw = flame_lib.head_yaw_degrees(flame_model, pose5)
     # float32 atan2 of values ~1, times 180/pi: a few ulps at ~50 degrees (ulp 3.8e-6)
-    np.testing.assert_allclose(yaw, cases["head_yaw_deg_f32"], rtol=0, atol=2e-5)
-    np.testing.assert_allclose(yaw, cases["head_yaw_deg"], rtol=0, atol=2e-5)
+    np.testing.assert_allclose(yaw, flame_cases["head_yaw_deg_f32"], rtol=0, atol=2e-5)
+    np.testing.assert_allclose(yaw, flame_cases["head_yaw_deg"], rtol=0, atol=2e-5)
     rows = flame_lib.contour_row(yaw)
-    np.testing.assert_array_equal(rows, cases["dyn_row"])
-    np.testing.assert_array_equal(rows, cases["dyn_row_f32"])
+    np.testing.assert_array_equal(rows, flame_cases["dyn_row"])
+    np.testing.assert_array_equal(rows, flame_cases["dyn_row_f32"])
 
 
 def _torch_contour_row(yaw_deg):
@@ -78,19 +66,19 @@ def test_contour_row_rule_on_edge_angles():
 
 
 @pytest.mark.parametrize("cam_name", ["cam_8", "cam_random"])
-def test_decode_matches_reference(model, cases, cam_name):
+def test_decode_matches_reference(flame_model, flame_cases, cam_name):
     if cam_name == "cam_8":
         cam, suffix = np.tile(np.float32([8, 0, 0]), (4, 1)), ""
     else:
-        cam, suffix = cases["cam_random"], "_camrandom"
-    out = jax.jit(flame_lib.decode)(model, *_params(cases), cam)
+        cam, suffix = flame_cases["cam_random"], "_camrandom"
+    out = jax.jit(flame_lib.decode)(flame_model, *_params(flame_cases), cam)
     for name in ("landmarks2d", "landmarks3d", "vertices"):
         key = f"proj_{name}{suffix}"
         ours = np.asarray(getattr(out, name))
-        assert ours.shape == cases[key].shape, key
-        np.testing.assert_allclose(ours, cases[key], rtol=0, atol=ATOL_PX, err_msg=key)
-        if key + "_f32" in cases:
-            np.testing.assert_allclose(ours, cases[key + "_f32"], rtol=0, atol=ATOL_PX, err_msg=key)
+        assert ours.shape == flame_cases[key].shape, key
+        np.testing.assert_allclose(ours, flame_cases[key], rtol=0, atol=ATOL_PX, err_msg=key)
+        if key + "_f32" in flame_cases:
+            np.testing.assert_allclose(ours, flame_cases[key + "_f32"], rtol=0, atol=ATOL_PX, err_msg=key)
 
 
 def test_rodrigues_zero_is_identity_with_finite_gradient():
@@ -99,11 +87,11 @@ def test_rodrigues_zero_is_identity_with_finite_gradient():
     assert np.all(np.isfinite(grad))
 
 
-def test_batch_independence_and_single_trace(model, cases):
+def test_batch_independence_and_single_trace(flame_model, flame_cases):
     """Each sample depends only on its own parameters; one compile serves repeated calls."""
     fwd = jax.jit(chex.assert_max_traces(flame_lib.decode, n=1))
     cam = np.tile(np.float32([8, 0, 0]), (4, 1))
-    full = fwd(model, *_params(cases), cam)
-    flipped = fwd(model, *(x[::-1] for x in _params(cases)), cam)
+    full = fwd(flame_model, *_params(flame_cases), cam)
+    flipped = fwd(flame_model, *(x[::-1] for x in _params(flame_cases)), cam)
     np.testing.assert_allclose(flipped.vertices[::-1], full.vertices, rtol=0, atol=ATOL_PX)
     np.testing.assert_allclose(flipped.landmarks2d[::-1], full.landmarks2d, rtol=0, atol=ATOL_PX)

@@ -7,9 +7,11 @@ import pytest
 from PIL import Image
 
 from photo_utils import e4e_net, fixture_photo, irse_net, photo_models
+from stylemask_jax import inversion
 from stylemask_jax.errors import UserInputError
 from stylemask_jax.photos import LandmarkDetector, pipeline
-from stylemask_jax.photos.refine import RefineSettings, make_refine_fn, reconstruct
+from stylemask_jax.photos.refine import make_refine_fn, reconstruct
+from stylemask_jax.photos.settings import RefineSettings
 from stylemask_jax.reenact import make_encode_fn
 
 NAMES = ["astronaut", "astronaut_tilt", "astronaut_small"]
@@ -66,8 +68,8 @@ def test_input_files_rule(tmp_path):
 
 def test_invert_batches_fixed_batches_and_truncation(faces):
     encoder, evars = e4e_net()
-    inverter = pipeline.Inverter(encoder, evars)
-    codes = pipeline.invert_batches(inverter, None, faces.crops, batch_size=2)  # 2 + 1 padded
+    inverter = inversion.Inverter(encoder, evars)
+    codes = inversion.invert_all(inverter, None, faces.crops, batch_size=2)  # 2 + 1 padded
     assert codes.shape == (3, 10, 512) and codes.dtype == np.float32
     x = jnp.asarray(faces.crops, jnp.float32) / 255 * 2 - 1  # the official image_to_tensor
     np.testing.assert_allclose(codes, np.asarray(encoder.apply(evars, x)), rtol=0, atol=1e-5)
@@ -84,7 +86,7 @@ def test_refine_lowers_the_loss(faces, capsys):
     encoder, evars = e4e_net()
     irse, ivars = irse_net()
     crops = faces.crops[:2]
-    codes = pipeline.invert_batches(pipeline.Inverter(encoder, evars), None, crops, batch_size=2)
+    codes = inversion.invert_all(inversion.Inverter(encoder, evars), None, crops, batch_size=2)
     steps = 6
     refine = make_refine_fn(models.generator, RefineSettings(steps=steps, lr=0.02), irse)
     refined, losses = refine(models.gvars, ivars, jnp.asarray(codes), crops)

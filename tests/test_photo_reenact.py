@@ -26,7 +26,7 @@ def test_photo_to_photo(tmp_path, weights, capsys):
     assert cli.main(["reenact", "--sources", fixture_photo("astronaut"),
                      "--targets", fixture_photo("astronaut_tilt"), *_models(weights),
                      "--out", str(out), "--save-aligned", "--save-arrays", "--paste-back"]) == 0
-    assert "wrote 1 reenacted pairs" in capsys.readouterr().out
+    assert "wrote 1 reenacted pair to" in capsys.readouterr().out
     pair = np.asarray(Image.open(out / "pairs" / "0000_s000_t000.png"))
     assert pair.shape == (64, 64, 3)
     assert np.asarray(Image.open(out / "grid.png")).shape == (64, 3 * 64, 3)
@@ -101,13 +101,14 @@ def _bad_inputs(tmp_path, weights, case):
         return ["--driving", clip], "--driving needs --sources"
     if case == "photos_without_e4e":
         return ["--sources", photo, "--targets", photo, "--no-e4e"], "--e4e"
-    if case == "mismatched_width":
-        return ["--sources", photo, "--targets", photo, "--config", "tiny"], "style_dim 64"
+    if case == "config_with_e4e":  # --config tiny brings its own small e4e
+        return (["--sources", photo, "--targets", photo, "--config", "tiny", "--e4e", "x"],
+                "do not combine it with --generator/--mask-net/--e4e")
     raise AssertionError(case)
 
 
 CASES = ["not_an_image", "truncated", "no_face", "empty_folder", "unreadable_video", "empty_video",
-         "driving_without_sources", "photos_without_e4e", "mismatched_width"]
+         "driving_without_sources", "photos_without_e4e", "config_with_e4e"]
 
 
 @pytest.mark.parametrize("case", CASES)
@@ -118,7 +119,7 @@ def test_bad_input(tmp_path, weights, capsys, case):
         argv.remove("--no-e4e")
         models = models[:4] + models[6:]
     if "--config" in argv:
-        models = models[4:]
+        models = models[6:]
     out = tmp_path / "out"
     assert cli.main(["reenact", *argv, *models, "--out", str(out)]) == 2
     err = capsys.readouterr().err.strip()

@@ -90,6 +90,22 @@ def _error(capsys, args):
     return err
 
 
+def test_a_used_out_is_refused_or_replaced_whole(tmp_path, capsys):
+    """A second run into the same --out: refused without --overwrite (nothing changes), and
+    with it the old files are gone (never two runs' files in one folder)."""
+    out = tmp_path / "o"
+    assert main(["reenact", "--config", "tiny", "--num-pairs", "3", "--out", str(out)]) == 0
+    first = sorted(os.listdir(out / "pairs"))
+    assert len(first) == 3
+    capsys.readouterr()
+    assert main(["reenact", "--config", "tiny", "--num-pairs", "1", "--out", str(out)]) == 2
+    assert "--out" in capsys.readouterr().err and sorted(os.listdir(out / "pairs")) == first
+    assert main(["reenact", "--config", "tiny", "--num-pairs", "1", "--outputs", "reenacted",
+                 "--overwrite", "--out", str(out)]) == 0
+    assert sorted(os.listdir(out)) == ["pairs"]
+    assert os.listdir(out / "pairs") == ["0000_s000_t000.png"]
+
+
 def test_bad_inputs_are_one_line_errors_without_output(converted, tmp_path, capsys):
     root, gen, mask, _ = converted
     out = tmp_path / "never"

@@ -11,7 +11,7 @@ import pytest
 from photo_utils import clip_with_gaps, e4e_net, fixture_photo, photo_models, write_test_clip
 from stylemask_jax.errors import UserInputError
 from stylemask_jax.photos.driving import reenact_video
-from stylemask_jax.photos.pipeline import Inverter
+from stylemask_jax.inversion import Inverter
 from stylemask_jax.photos.video import count_frames, probe_video
 
 FPS = 10

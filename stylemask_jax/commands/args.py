@@ -20,11 +20,25 @@ import contextlib
 import json
 import math
 import os
+import shutil
+import sys
 
 import configs
 from stylemask_jax.errors import StylemaskError, UserInputError
 from stylemask_jax.outputs import check_output_dir
 from stylemask_jax.photos.settings import RefineSettings
+
+
+class DefaultsHelpFormatter(argparse.HelpFormatter):
+    """Appends '(default: X)' to an option's help when it has a default worth showing: not for
+    required options, flags that are off, None, or a help text that already says its default."""
+
+    def _get_help_string(self, action) -> str:
+        text = action.help or ""
+        unset = action.default is None or action.default is False
+        shown = (not unset and action.default != argparse.SUPPRESS and not action.required
+                 and action.option_strings and "default" not in text)
+        return text + " (default: %(default)s)" if shown else text
 
 
 def checked(rule: str, ok) -> type[argparse.Action]:
@@ -73,34 +87,39 @@ TRUNCATION_HELP = ("psi of the truncation trick w' = mean + psi * (w - mean); 1.
                    "drawn from seed 0")
 
 
-def _not_negative(value) -> bool:
-    return value >= 0
+NOT_NEGATIVE = checked(">= 0", lambda v: v >= 0)
 
 
 def add_refine_arguments(group) -> None:
     """--refine-steps, its weights and --irse (for `reenact` and `invert`)."""
     d = RefineSettings()
-    group.add_argument("--refine-steps", type=int, default=0, action=checked(">= 0", _not_negative),
+    group.add_argument("--refine-steps", type=int, default=0, action=NOT_NEGATIVE,
                        help="refine each e4e code by this many Adam steps in W+ on the "
                             "reconstruction of its aligned crop (0: off)")
-    group.add_argument("--refine-lr", type=float, default=d.lr, action=checked("> 0", lambda v: v > 0),
-                       help="Adam step size")
-    group.add_argument("--refine-l2", type=float, default=d.l2, action=checked(">= 0", _not_negative),
-                       help="weight of the mean squared error at 256 px (images in [-1, 1])")
-    group.add_argument("--refine-l1", type=float, default=d.l1, action=checked(">= 0", _not_negative),
-                       help="weight of the mean absolute error")
-    group.add_argument("--refine-identity", type=float, default=d.identity, action=checked(">= 0", _not_negative),
-                       help="weight of the ArcFace identity term 1 - cos (used only with --irse)")
-    group.add_argument("--refine-pull", type=float, default=d.pull, action=checked(">= 0", _not_negative),
-                       help="weight of the mean squared distance to the e4e code")
+    group.add_argument("--refine-lr", type=float, default=d.lr,
+                       action=checked("> 0", lambda v: v > 0), help="Adam step size")
+    for name, text in (("l2", "weight of the mean squared error at 256 px (images in [-1, 1])"),
+                       ("l1", "weight of the mean absolute error"),
+                       ("identity", "weight of the ArcFace identity term 1 - cos (used only "
+                                    "with --irse)"),
+                       ("pull", "weight of the mean squared distance to the e4e code")):
+        group.add_argument(f"--refine-{name}", type=float, default=getattr(d, name),
+                           action=NOT_NEGATIVE, help=text)
     group.add_argument("--irse", metavar="DIR", default=None, help="converted ArcFace IR-SE "
                        "(`stylemask convert irse`) for the identity term of the refinement")
 
 
 def refine_settings(args) -> RefineSettings:
     """The refinement options as `RefineSettings`."""
-    return RefineSettings(steps=args.refine_steps, lr=args.refine_lr, l2=args.refine_l2, l1=args.refine_l1,
-                identity=args.refine_identity, pull=args.refine_pull)
+    return RefineSettings(steps=args.refine_steps, lr=args.refine_lr, l2=args.refine_l2,
+                          l1=args.refine_l1, identity=args.refine_identity, pull=args.refine_pull)
+
+
+def status(message: str) -> None:
+    """'stylemask: MESSAGE' on stderr while slow work starts (loading, compiling), for a person at
+    a terminal only: piped or captured output stays the command's summary and errors."""
+    if sys.stderr.isatty():
+        print(f"stylemask: {message}", file=sys.stderr, flush=True)
 
 
 def json_line(values: dict) -> str:
@@ -111,6 +130,18 @@ def json_line(values: dict) -> str:
 def plural(count: int, noun: str, nouns: str | None = None) -> str:
     """'1 pair', '3 pairs'."""
     return f"{count} {noun if count == 1 else (nouns or noun + 's')}"
+
+
+def add_overwrite_argument(p, flag: str = "--out") -> None:
+    p.add_argument("--overwrite", action="store_true", help=f"replace {flag} when it exists and "
+                   "is not empty (its old files are removed, so two runs never mix)")
+
+
+def clear_output(path: str, overwrite: bool) -> None:
+    """With --overwrite, removes the old output folder; called after every input was checked,
+    just before the new outputs are written."""
+    if overwrite and os.path.isdir(path):
+        shutil.rmtree(path)
 
 
 def check_new_output(path: str, flag: str, overwrite: bool) -> None:

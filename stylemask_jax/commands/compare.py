@@ -34,7 +34,8 @@ def add_arguments(p) -> None:
     p.add_argument("--e4e-pt", metavar="FILE.pt", help="official e4e encoder (e4e_ffhq_encode.pt)")
     p.add_argument("--irse-pt", metavar="FILE.pth", help="ArcFace IR-SE (model_ir_se50.pth)")
     p.add_argument("--deca-tar", metavar="FILE.tar", help="DECA checkpoint (deca_model.tar)")
-    p.add_argument("--batch", type=int, default=1, action=at_least(1), help="inputs per network")
+    p.add_argument("--batch-size", type=int, default=1, action=at_least(1),
+                   help="inputs per network")
     p.add_argument("--seed", type=int, default=0, help="seed of the inputs (numpy)")
     p.add_argument("--tolerance", action="append", default=[], metavar="NAME=VALUE",
                    help="set a network's max abs tolerance exactly (no float32 floor), "
@@ -65,7 +66,7 @@ def run(args) -> int:
         raise UserInputError("give at least one checkpoint: --generator-pt, --mask-net-pt, "
                              "--e4e-pt, --irse-pt or --deca-tar")
     tolerances = parse_tolerances(args.tolerance)
-    rows = compare.compare(files, args.batch, args.seed, tolerances)
+    rows = compare.compare(files, args.batch_size, args.seed, tolerances)
     print(compare.format_table(rows))
     failed = [r for r in rows if r.failed]
     if failed:

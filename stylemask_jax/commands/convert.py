@@ -13,7 +13,7 @@ folders first, writes them (Orbax + model.json) and prints what was converted.
 from __future__ import annotations
 
 from stylemask_jax.commands import library
-from stylemask_jax.commands.args import check_new_output, naming
+from stylemask_jax.commands.args import DefaultsHelpFormatter, check_new_output, naming
 from stylemask_jax.errors import UserInputError
 
 common = library("convert_weights.common")
@@ -156,7 +156,8 @@ OUTPUT_FLAGS = {"out_dir": "OUT_DIR", "generator_out": "--generator-out"}
 def add_arguments(parser) -> None:
     sub = parser.add_subparsers(dest="network", metavar="NETWORK", required=True)
     for name, (description, add, run_network) in NETWORKS.items():
-        p = sub.add_parser(name, help=description, description=description)
+        p = sub.add_parser(name, help=description, description=description,
+                           formatter_class=DefaultsHelpFormatter)
         add(p)
         p.add_argument("--overwrite", action="store_true",
                        help="replace OUT_DIR if it exists and is not empty")

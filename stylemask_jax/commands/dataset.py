@@ -9,10 +9,8 @@ skipped and counted.
 
 from __future__ import annotations
 
-import argparse
-
 from stylemask_jax.commands import library
-from stylemask_jax.commands.args import at_least, at_least_zero
+from stylemask_jax.commands.args import DefaultsHelpFormatter, at_least, at_least_zero, plural
 from stylemask_jax.outputs import check_output_dir
 
 datasets = library("stylemask_jax.datasets")
@@ -27,7 +25,7 @@ def add_arguments(p) -> None:
                     "needed) under --out. Layouts: SRC/PHOTO.png (one identity each), "
                     "SRC/ID/PHOTO.png, SRC/ID/VIDEO.mp4, SRC/ID/VIDEO/FRAME.png. Re-running with "
                     "the same source does nothing; frames without a face are skipped and counted.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        formatter_class=DefaultsHelpFormatter)
     build.add_argument("src", metavar="SRC", help="folder of photos or of videos grouped by identity")
     build.add_argument("--out", required=True, metavar="DATA_DIR", help="TFDS data_dir to write")
     build.add_argument("--frame-stride", type=int, default=1, action=at_least(1),
@@ -54,15 +52,15 @@ def summary(report) -> str:
     meta = report.metadata
     if report.skipped:
         return f"already built: {report.path} ({report.num_examples} faces); nothing to do"
-    lines = [f"wrote {report.num_examples} faces from {meta.get('num_items')} photos/videos "
-             f"({meta.get('num_frames')} frames read) to {report.path}"]
+    lines = [f"wrote {plural(report.num_examples, 'face')} from {meta.get('num_items')} "
+             f"photos/videos ({plural(meta.get('num_frames'), 'frame')} read) to {report.path}"]
     if meta.get("num_no_face"):
         listed = meta.get("no_face", [])
         more = meta["num_no_face"] - len(listed)
-        lines.append(f"no face found in {meta['num_no_face']} frames: {', '.join(listed[:10])}"
+        lines.append(f"no face found in {plural(meta['num_no_face'], 'frame')}: {', '.join(listed[:10])}"
                      + (f" and {meta['num_no_face'] - 10} more" if meta["num_no_face"] > 10
                         else "") + (f" ({more} not listed in the metadata)" if more else ""))
     if meta.get("ignored_files"):
-        lines.append(f"ignored {len(meta['ignored_files'])} files that are neither photos nor "
-                     f"videos: {', '.join(meta['ignored_files'][:10])}")
+        lines.append(f"ignored {plural(len(meta['ignored_files']), 'file')}, neither photo nor "
+                     f"video: {', '.join(meta['ignored_files'][:10])}")
     return "\n".join(lines)

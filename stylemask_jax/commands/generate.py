@@ -14,7 +14,9 @@ import numpy as np
 
 from stylemask_jax.commands import library
 from stylemask_jax.commands.models import load_generator
-from stylemask_jax.commands.args import (TRUNCATION_HELP, at_least, in_range, named_config, naming)
+from stylemask_jax.commands.args import (TRUNCATION_HELP, add_overwrite_argument, at_least,
+                                         check_new_output, clear_output, in_range, named_config,
+                                         naming, plural)
 
 codes = library("stylemask_jax.codes")
 generate = library("stylemask_jax.generate")
@@ -39,12 +41,13 @@ def add_arguments(p) -> None:
     p.add_argument("--save-arrays", action="store_true",
                    help="also write each image as float32 (H, W, 3) in [-1, 1] to seedNNNN.npy")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder (seedNNNN.png)")
+    add_overwrite_argument(p)
 
 
 def run(args) -> None:
     with naming("--seeds:"):
         seeds = codes.parse_seeds(args.seeds)
-    outputs.check_output_dir(args.out, "--out")
+    check_new_output(args.out, "--out", args.overwrite)
     if args.config is not None:
         config = named_config(args.config)
         gen, variables, latent_avg = generate.random_generator(config.generator, config.seed)
@@ -53,6 +56,7 @@ def run(args) -> None:
     mean = (codes.truncation_mean(gen, variables, latent_avg) if args.truncation != 1.0
             else None)
     z = generate.seed_latents(seeds, gen.style_dim)
+    clear_output(args.out, args.overwrite)
     with outputs.removed_on_failure(args.out):
         os.makedirs(args.out, exist_ok=True)
         for start, batch in generate.generate(gen, variables, z, args.truncation, mean,
@@ -61,4 +65,4 @@ def run(args) -> None:
                 images.save_png(os.path.join(args.out, f"seed{seed:04d}.png"), image)
                 if args.save_arrays:
                     np.save(os.path.join(args.out, f"seed{seed:04d}.npy"), image.astype(np.float32))
-    print(f"wrote {len(seeds)} images ({batch.shape[1]}x{batch.shape[2]}) to {args.out}")
+    print(f"wrote {plural(len(seeds), 'image')} ({batch.shape[1]}x{batch.shape[2]}) to {args.out}")

@@ -16,8 +16,10 @@ import os
 import numpy as np
 
 from stylemask_jax.commands import library
-from stylemask_jax.commands.models import load_generator, load_inverter
-from stylemask_jax.commands.args import add_refine_arguments, at_least, naming, refine_settings
+from stylemask_jax.commands.models import load_generator, load_inverter, load_irse
+from stylemask_jax.commands.args import (add_overwrite_argument, add_refine_arguments, at_least,
+                                         check_new_output, clear_output, named_config, naming,
+                                         plural, refine_settings)
 from stylemask_jax.errors import UserInputError
 
 datasets = library("stylemask_jax.datasets")
@@ -27,6 +29,7 @@ images = library("stylemask_jax.images")
 inversion = library("stylemask_jax.inversion")
 outputs = library("stylemask_jax.outputs")
 pipeline = library("stylemask_jax.photos.pipeline")
+tiny = library("stylemask_jax.demo.tiny")
 Image = library("PIL.Image")
 
 CODES_DIR = "codes"                 # one (1, n_styles, 512) .npy per image
@@ -53,9 +56,12 @@ def add_arguments(p) -> None:
                         "block, sharded over its devices, into DATA_DIR/.../codes/")
     p.add_argument("--aligned", action="store_true", help="the images are FFHQ-aligned crops "
                    "already: skip detection and alignment")
-    p.add_argument("--e4e", required=True, metavar="DIR", help="converted e4e encoder "
-                   "(`stylemask convert e4e`)")
+    p.add_argument("--e4e", metavar="DIR", help="converted e4e encoder (`stylemask convert e4e`)")
+    p.add_argument("--config", default=None, help="'tiny': instead of --e4e and --generator, the "
+                   "demo's small random e4e and generator (no files needed; the codes mean "
+                   "nothing, the reconstructions are noise)")
     p.add_argument("--out", metavar="DIR", help="output folder (with IMAGES)")
+    add_overwrite_argument(p)
     p.add_argument("--generator", metavar="DIR", default=None, help="converted StyleGAN2 generator "
                    "(`stylemask convert stylegan2`, or e4e's own via `convert e4e --generator-out`)"
                    ": also write the reconstructions")
@@ -65,6 +71,12 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> None:
+    if args.config is not None and (args.e4e or args.generator):
+        raise UserInputError("--config gives random networks; do not combine it with "
+                             "--e4e/--generator")
+    if args.config is None and not args.e4e:
+        raise UserInputError("give --e4e DIR (converted weights), or --config tiny for random "
+                             "networks")
     if args.dataset is not None:
         if args.images or args.out:
             raise UserInputError("--dataset inverts a dataset into its own folder: give no IMAGES "
@@ -78,8 +90,11 @@ def run(args) -> None:
 
 def invert_dataset(args) -> str:
     dataset = datasets.load_dataset(args.dataset)
-    with naming("--e4e"):
-        encoder, variables = e4e.load_e4e(args.e4e)
+    if args.config is not None:
+        _, encoder, variables = tiny.tiny_photo_models(named_config(args.config))
+    else:
+        with naming("--e4e"):
+            encoder, variables = e4e.load_e4e(args.e4e)
     path = datasets.invert_dataset(dataset, encoder, variables, batch_size=args.batch_size)
     start, stop = datasets.shard_bounds(len(dataset), jax.process_index(), jax.process_count())
     return (f"wrote W+ codes ({encoder.n_styles}, 512) of examples [{start}, {stop}) of "
@@ -88,7 +103,7 @@ def invert_dataset(args) -> str:
 
 def invert_images(args) -> str:
     refine = refine_settings(args)
-    if refine.steps and not args.generator:
+    if refine.steps and not (args.generator or args.config):
         raise UserInputError("--refine-steps needs --generator DIR (the codes are refined on its "
                              "reconstructions)")
     if args.irse and not refine.steps:
@@ -99,18 +114,24 @@ def invert_images(args) -> str:
         for path in paths:  # fail before loading any model
             inversion.check_face_image(path)
     names = inversion.output_names(paths)
-    outputs.check_output_dir(args.out, "--out")
+    check_new_output(args.out, "--out", args.overwrite)
     if not args.aligned:
         crops = pipeline.prepare_faces(paths).crops
     generator = gvars = None
-    if args.generator:
-        generator, gvars, _ = load_generator(args.generator)
-    inverter = load_inverter(args, generator)
+    if args.config is not None:
+        models, encoder, variables = tiny.tiny_photo_models(named_config(args.config))
+        generator, gvars = models.generator, models.gvars
+        inverter = inversion.make_inverter(encoder, variables, generator, refine, load_irse(args))
+    else:
+        if args.generator:
+            generator, gvars, _ = load_generator(args.generator)
+        inverter = load_inverter(args, generator)
     batches = (inversion.invert(inverter, gvars, paths, args.batch_size, load=inversion.load_aligned,
                                 generator=generator, desc="invert") if args.aligned else
                inversion.invert(inverter, gvars, crops, args.batch_size, generator=generator,
                                 desc="invert"))
     out, all_codes = args.out, []
+    clear_output(out, args.overwrite)
     with outputs.removed_on_failure(out):  # a failed run leaves no OUT/codes/ (nor OUT, if new)
         for batch in batches:
             os.makedirs(os.path.join(out, CODES_DIR), exist_ok=True)
@@ -130,5 +151,5 @@ def invert_images(args) -> str:
                 Image.fromarray(crop).save(os.path.join(out, ALIGNED_DIR, f"{name}.png"))
     written = [ALL_CODES, CODES_DIR + "/"] + [RECONSTRUCTIONS_DIR + "/"] * bool(generator) + [
         ALIGNED_DIR + "/"] * (crops is not None)
-    return (f"wrote {len(paths)} W+ codes {all_codes[0].shape[1:]} to {out} "
+    return (f"wrote {plural(len(paths), 'W+ code')} {all_codes[0].shape[1:]} to {out} "
             f"({', '.join(written)})" + (f"; refined {refine.steps} steps" if refine.steps else ""))

@@ -17,21 +17,23 @@ import argparse
 import math
 import os
 
-import numpy as np
 
 from stylemask_jax.commands import library
-from stylemask_jax.commands.models import load_inverter, load_models
-from stylemask_jax.commands.args import (TRUNCATION_HELP, add_refine_arguments, at_least,
-                                         in_range, named_config, naming)
+from stylemask_jax.commands.models import load_inverter, load_irse, load_models
+from stylemask_jax.commands.args import (TRUNCATION_HELP, add_overwrite_argument,
+                                         add_refine_arguments, at_least, check_new_output,
+                                         clear_output, in_range, named_config, naming,
+                                         refine_settings, status)
 from stylemask_jax.errors import UserInputError
-from stylemask_jax.outputs import check_output_dir
 
 codes_lib = library("stylemask_jax.codes")
 driving_lib = library("stylemask_jax.photos.driving")
+jax = library("jax")
 inference = library("stylemask_jax.inference")
 inversion = library("stylemask_jax.inversion")
 outputs = library("stylemask_jax.outputs")
 pipeline = library("stylemask_jax.photos.pipeline")
+tiny = library("stylemask_jax.demo.tiny")
 video = library("stylemask_jax.photos.video")
 
 ROLES = (("source", 0), ("target", 1))  # (role, its offset in the interleaved random codes)
@@ -59,7 +61,8 @@ def add_arguments(p) -> None:
     models.add_argument("--mask-net", metavar="DIR", help="converted mask network directory "
                         "(`stylemask convert mask-net`)")
     models.add_argument("--config", default=None, help="'tiny': random weights, no files needed "
-                        "(the images are noise, not faces)")
+                        "(the images are noise, not faces); with photos or --driving, a small "
+                        "random e4e too (no --e4e): every path runs without weights")
     codes = p.add_argument_group("sources and targets")
     codes.add_argument("--sources", metavar="PHOTO|NPY|DIR", help="source faces: a photo "
                        "(.png/.jpg/.jpeg/.webp: detected, FFHQ-aligned and inverted with --e4e), a "
@@ -81,8 +84,10 @@ def add_arguments(p) -> None:
                    help="mean W for truncation (overrides the default mean)")
     p.add_argument("--pairs", choices=("zip", "all"), default="zip",
                    help="zip: source i with target i; all: every source with every target (a matrix)")
-    p.add_argument("--batch-size", type=int, default=8, action=at_least(1),
-                   help="pairs per jitted batch")
+    p.add_argument("--batch-size", type=int, default=None, action=at_least(1),
+                   help="pairs (or video frames) per jitted batch; default: 1 on a CPU (as fast "
+                        "per pair as 8 there, with 1/7 of the memory: "
+                        "benchmarks/results/redesign.md), 8 on a GPU or TPU")
     p.add_argument("--resize-256", action="store_true", help="average-pool images to 256x256 "
                    "(as StyleMask does before its losses)")
     p.add_argument("--save-arrays", action="store_true", help="also write float32 images (NHWC) "
@@ -117,6 +122,7 @@ def add_arguments(p) -> None:
                         "to OUT/aligned/sources/ and OUT/aligned/targets/")
     add_refine_arguments(photos)
     p.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    add_overwrite_argument(p)
 
 
 def input_kinds(args) -> dict:
@@ -136,9 +142,9 @@ def input_kinds(args) -> dict:
     if args.driving and (kinds["source"][0] != "photos" or len(kinds["source"][1]) != 1):
         raise UserInputError(f"--sources {args.sources}: --driving animates one source photo; "
                              "give one photo file")
-    if (photos or args.driving) and not args.e4e:
+    if (photos or args.driving) and not (args.e4e or args.config):
         raise UserInputError("photos and --driving videos are inverted with e4e: give --e4e DIR "
-                             "(`stylemask convert e4e`)")
+                             "(`stylemask convert e4e`), or --config tiny for random networks")
     if args.paste_back and "source" not in photos:
         raise UserInputError("--paste-back puts faces back into the source photos: give photos "
                              "as --sources")
@@ -153,17 +159,25 @@ def input_kinds(args) -> dict:
     return kinds
 
 
-def models_of(args):
-    """Converted weights, or with --config the config's random weights."""
-    if args.config is not None:
-        if args.generator or args.mask_net:
-            raise UserInputError("--config gives random weights; do not combine it with "
-                                 "--generator/--mask-net")
-        return inference.tiny_models(named_config(args.config), seed=args.seed)
-    if not (args.generator and args.mask_net):
-        raise UserInputError("give --generator DIR and --mask-net DIR (converted weights), "
-                             "or --config tiny for random weights")
-    return load_models(args.generator, args.mask_net)
+def models_and_inverter(args, photos: bool):
+    """(inference.Models, the e4e inverter or None): converted weights, or with --config the
+    config's random weights. With photos or --driving and --config, the demo's random networks
+    that fit together (`demo.tiny`: a style_dim-512 generator and a small e4e)."""
+    if args.config is None:
+        if not (args.generator and args.mask_net):
+            raise UserInputError("give --generator DIR and --mask-net DIR (converted weights), "
+                                 "or --config tiny for random weights")
+        models = load_models(args.generator, args.mask_net)
+        return models, load_inverter(args, models.generator) if photos else None
+    if args.generator or args.mask_net or args.e4e:
+        raise UserInputError("--config gives random weights; do not combine it with "
+                             "--generator/--mask-net/--e4e")
+    config = named_config(args.config)
+    if not photos:
+        return inference.tiny_models(config, seed=args.seed), None
+    models, encoder, variables = tiny.tiny_photo_models(config, seed=args.seed)
+    return models, inversion.make_inverter(encoder, variables, models.generator,
+                                           refine_settings(args), load_irse(args))
 
 
 def check_face_point(face: tuple[float, float], size: tuple[int, int]) -> None:
@@ -174,6 +188,11 @@ def check_face_point(face: tuple[float, float], size: tuple[int, int]) -> None:
                              f"{width}x{height} frames")
 
 
+def default_batch_size() -> int:
+    """The --batch-size default of the backend in use."""
+    return 1 if jax.default_backend() == "cpu" else 8
+
+
 def run(args) -> None:
     kinds = input_kinds(args)
     if args.save_aligned:  # the crops are named after the photos: names must be unique
@@ -181,7 +200,7 @@ def run(args) -> None:
             if kinds[role] and kinds[role][0] == "photos":
                 with naming(f"--{role}s:"):
                     inversion.output_names(kinds[role][1])
-    check_output_dir(args.out, "--out")
+    check_new_output(args.out, "--out", args.overwrite)
     if args.driving:
         with naming("--driving"):
             clip = video.probe_video(args.driving)
@@ -190,22 +209,27 @@ def run(args) -> None:
     faces = {role: pipeline.prepare_faces(kinds[role][1], keep_photos=args.paste_back
                                           and role == "source")
              for role, _ in ROLES if kinds[role] and kinds[role][0] == "photos" and not args.driving}
-    models = models_of(args)
+    photos = bool(faces) or bool(args.driving)
+    status("loading the networks ...")
+    models, inverter = models_and_inverter(args, photos)
     gen = models.generator
-    inverter = load_inverter(args, gen) if args.e4e else None
+    args.batch_size = args.batch_size or default_batch_size()
+    status(f"compiling for batches of {args.batch_size} (the first run only: compiled code is "
+           "cached) ...")
     if args.mean_latent:
         with naming("--mean-latent"):
             mean = codes_lib.load_mean_latent(args.mean_latent, gen.style_dim)
     else:
         mean = inference.truncation_mean(models)
     if args.driving:
+        clear_output(args.out, args.overwrite)
         print(reenact_video(args, models, inverter, kinds["source"][1][0], mean))
         return
     loaded = {}
     for role, offset in ROLES:
         if role in faces:
-            loaded[role] = (invert_all(inverter, models.gvars, faces[role].crops,
-                                       args.batch_size), "wplus")
+            loaded[role] = (inversion.invert_all(inverter, models.gvars, faces[role].crops,
+                                                 args.batch_size), "wplus")
         elif kinds[role]:
             loaded[role] = codes_lib.load_codes(getattr(args, f"{role}s"), args.code_type,
                                                 gen.style_dim, gen.n_latent, f"--{role}s")
@@ -226,16 +250,11 @@ def run(args) -> None:
         arrays = {"source_codes": loaded["source"][0], "target_codes": loaded["target"][0],
                   "source_wplus": wplus["source"], "target_wplus": wplus["target"],
                   "truncation_latent": mean}
+    clear_output(args.out, args.overwrite)
     with outputs.removed_on_failure(args.out):
         summary = inference.write_reenactment(args.out, result, args.pairs, arrays)
         print(summary + inference.write_photo_outputs(args.out, faces, result, args.save_aligned,
                                                       args.paste_back))
-
-
-def invert_all(inverter, gvars, crops, batch_size: int):
-    """Untruncated W+ codes (N, n_styles, 512) of aligned crops, batch by batch."""
-    return np.concatenate([batch.codes for batch in inversion.invert(inverter, gvars, crops,
-                                                                     batch_size)])
 
 
 def reenact_video(args, models, inverter, source: str, mean) -> str:

@@ -42,7 +42,8 @@ from stylemask_jax.models.stylegan2 import truncate
 from stylemask_jax.photos.align import paste_back
 from stylemask_jax.photos.driving import reenact_video
 from stylemask_jax.photos.landmarks import LandmarkDetector
-from stylemask_jax.photos.pipeline import make_invert_fn, prepare_faces
+from stylemask_jax.inversion import make_invert_fn
+from stylemask_jax.photos.pipeline import prepare_faces
 from stylemask_jax.photos.refine import make_refine_fn
 from stylemask_jax.photos.settings import RefineSettings
 from stylemask_jax.photos.video import count_frames, probe_video

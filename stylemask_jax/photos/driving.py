@@ -40,7 +40,8 @@ from stylemask_jax.batching import compiled_sizes, stream_batches
 from stylemask_jax.errors import UserInputError
 from stylemask_jax.photos.align import align_face, paste_back as paste_face
 from stylemask_jax.photos.landmarks import LandmarkDetector
-from stylemask_jax.photos.pipeline import Inverter, prepare_faces
+from stylemask_jax.inversion import Inverter
+from stylemask_jax.photos.pipeline import prepare_faces
 from stylemask_jax.photos.smoothing import OneEuroParams, find_first_face
 from stylemask_jax.photos.tracking import FaceTracker, first_face_landmarks, write_track
 from stylemask_jax.photos.video import VideoWriter, count_frames, probe_video, read_frames
@@ -86,7 +87,7 @@ def reenact_video(models, inverter: Inverter, source, driving: str, out_dir: str
                   track_path: str | None = None) -> VideoResult:
     """Reenacts the source photo with every frame of `driving`; writes OUT_DIR/reenacted.mp4.
 
-    models: `inference.Models` (generator + mask network); inverter: `pipeline.Inverter`; source: a photo
+    models: `inference.Models` (generator + mask network); inverter: `inversion.Inverter`; source: a photo
     path or uint8 array; mean: the truncation mean W (D,) (needed when truncation < 1).
     Every input is checked (source face, readable clip, a face somewhere in it) before anything is
     written; the video appears only when complete (`VideoWriter` is atomic).

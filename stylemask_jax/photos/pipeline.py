@@ -1,9 +1,9 @@
-"""Real photos -> aligned face crops -> e4e W+ codes: the photo half of the official inference path.
+"""Real photos -> aligned face crops (-> e4e W+ codes in `inversion`): the photo half of the
+official inference path.
 
     detector = LandmarkDetector()
     faces = prepare_faces(["a.jpg", "b.png"], detector)      # crops, geometry, landmarks
-    inverter = Inverter(encoder, e4e_vars)                   # + refine_fn, irse_variables
-    codes = invert_batches(inverter, gvars, faces.crops, batch_size=8)   # (N, L, 512) W+
+    codes = inversion.invert_all(inverter, gvars, faces.crops)   # (N, L, 512) W+ (`inversion`)
     wplus = reenact.make_encode_fn(gen, "wplus", 0.7)(gvars, codes, mean)   # truncated
 
 The official real-image path (`run_inference.py` of StelaBou/StyleMask, with
@@ -28,7 +28,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from stylemask_jax.batching import run_batches
 from stylemask_jax.errors import UserInputError
 from stylemask_jax.photos.align import AlignGeometry, align_face
 from stylemask_jax.photos.landmarks import LandmarkDetector, require_face
@@ -116,39 +115,3 @@ def crops_to_unit(crops) -> jax.Array:
     if crops.dtype != jnp.uint8:
         return crops.astype(jnp.float32)
     return crops.astype(jnp.float32) / 255.0 * 2.0 - 1.0
-
-
-def make_invert_fn(encoder):
-    """jit(e4e variables, uint8 crops (B, 256, 256, 3)) -> W+ codes (B, n_styles, 512) float32."""
-    @jax.jit
-    def invert(variables, crops):
-        return encoder.apply(variables, crops_to_unit(crops))
-    return invert
-
-
-@dataclasses.dataclass
-class Inverter:
-    """The e4e encoder with its variables and, optionally, the W+ refinement (`refine_fn` from
-    `refine.make_refine_fn`, with the IR-SE variables it uses, or None)."""
-    encoder: object
-    variables: dict
-    refine_fn: object = None
-    irse_variables: dict | None = None
-
-    def __post_init__(self):
-        self._invert = make_invert_fn(self.encoder)
-
-    def __call__(self, gvars, crops) -> jax.Array:
-        """uint8 crops (B, 256, 256, 3), or float images in [-1, 1] -> W+ codes
-        (B, n_styles, 512), refined when asked."""
-        codes = self._invert(self.variables, crops)
-        if self.refine_fn is not None:
-            codes, _ = self.refine_fn(gvars, self.irse_variables, codes, crops)
-        return codes
-
-
-def invert_batches(inverter: Inverter, gvars, crops: np.ndarray, batch_size: int = 8) -> np.ndarray:
-    """uint8 crops (N, 256, 256, 3) -> W+ codes (N, n_styles, 512), in fixed-size batches (the
-    last padded, `batching.run_batches`), so one compiled shape serves any N. gvars: the
-    generator's (for refinement; None without it)."""
-    return run_batches(lambda batch: inverter(gvars, batch), [crops], batch_size)

@@ -41,6 +41,11 @@ _EXTRA = 'imageio-ffmpeg is needed for videos: pip install -e ".[photos]"'
 
 
 def _imageio_ffmpeg():
+    # imageio-ffmpeg's reader starts ffmpeg with preexec_fn=os.setpgrp (so that Ctrl+C does not
+    # reach it): Python code that runs in the child after fork(), which JAX (multithreaded)
+    # rightly warns can deadlock. Without it the child only execs ffmpeg (no fork hooks run, no
+    # warning); Ctrl+C then stops ffmpeg too, which an interrupted command wants anyway.
+    os.environ.setdefault("IMAGEIO_FFMPEG_NO_PREVENT_SIGINT", "1")
     try:
         import imageio_ffmpeg
     except ImportError as e:
