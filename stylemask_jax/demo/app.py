@@ -222,8 +222,9 @@ def serve(engine: DemoEngine, host: str = "127.0.0.1", port: int = 7860, title: 
     """Builds the page and serves it (gradio's queue on); block=False returns the running app."""
     app = build_app(engine, title=title)
     app.queue(max_size=64)
+    log.info("serving on http://%s:%d (Ctrl+C stops)", host, port)
     app.launch(server_name=host, server_port=port, prevent_thread_lock=not block,
-               show_error=True, quiet=False)
+               show_error=True, quiet=True)       # quiet: no public-link ("share") hint
     return app
 
 
@@ -231,6 +232,8 @@ def launch(engine: DemoEngine, host: str = "127.0.0.1", port: int = 7860, title:
     """Compiles every jitted function of `engine` once (logged), then serves the page until
     interrupted."""
     _gradio()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s",
+                        force=True)
+    log.setLevel(logging.INFO)            # the demo's own lines; other libraries' warnings only
     engine.compile()
     serve(engine, host, port, title=title)

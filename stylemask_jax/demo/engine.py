@@ -181,7 +181,7 @@ class DemoEngine:
             wplus = np.asarray(self.encode(codes, np.ones(size, np.float32)))
             jax.block_until_ready(self.reenact(wplus, wplus))
             self.compile_seconds[size] = time.perf_counter() - start
-            log.warning("compiled invert%s, truncate and reenact (%d px) for batch %d in %.1f s",
+            log.info("compiled invert%s, truncate and reenact (%d px) for batch %d in %.1f s",
                         "".join(f", refine {s}" for s in self.settings.refine_steps if s),
                         gen.size, size, self.compile_seconds[size])
         return self.compile_seconds
