@@ -28,9 +28,9 @@ from stylemask_jax.errors import UserInputError
 from stylemask_jax.inversion import output_names
 from stylemask_jax.models.mask_net import MaskNet, init_mask_net
 from stylemask_jax.models.stylegan2 import Generator, init_variables, load_generator
-from stylemask_jax.sharding import data_mesh, round_to_mesh
 from stylemask_jax.photos.align import paste_back
 from stylemask_jax.photos.pipeline import Faces
+from stylemask_jax.sharding import data_mesh, round_to_mesh
 from stylemask_jax.weights import load_weights
 
 ALIGNED_DIR = "aligned"

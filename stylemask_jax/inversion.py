@@ -2,7 +2,8 @@
 
     encoder, variables = load_e4e("weights/e4e")
     inverter = make_inverter(encoder, variables, generator, RefineSettings(steps=20))
-    for batch in invert(inverter, gvars, crops, batch_size=8, render=True):
+    codes = invert_all(inverter, gvars, crops, batch_size=8)   # (N, n_styles, 512), all at once
+    for batch in invert(inverter, gvars, crops, batch_size=8, generator=generator):
         batch.start, batch.codes            # (b, n_styles, 512) float32 W+ codes
         batch.images                        # (b, S, S, 3) reconstructions in about [-1, 1], or None
     for batch in invert(inverter, gvars, paths, load=load_aligned): ...   # files, read per batch
