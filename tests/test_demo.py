@@ -163,6 +163,15 @@ def test_bad_input_is_a_one_line_page_message(handlers, tmp_path):
             (case, message)
 
 
+def test_a_bad_request_leaves_its_reason_on_the_page(handlers, tmp_path):
+    """The page's Run: no exception (no bare 'Error' badges), the outputs cleared and the reason
+    in the status line, where it stays until the next run."""
+    (mode, src, tgt, clip, steps), expected = next(iter(_error_cases(tmp_path).values()))
+    outputs = handlers.run_on_page(src, tgt, clip, mode, 0.7, steps, False, False)
+    assert outputs[:4] == (None, None, None, None)
+    assert outputs[4].startswith("**Error:** ") and expected in outputs[4]
+
+
 def test_build_app_and_cli_arguments(engine, handlers, capsys):
     app = build_app(engine, handlers)
     ids = {block.elem_id for block in app.blocks.values()}

@@ -24,6 +24,7 @@ import os
 import shutil
 import tempfile
 import time
+import warnings
 
 from stylemask_jax.demo import views
 from stylemask_jax.demo.batcher import BatchQueue
@@ -35,8 +36,7 @@ log = logging.getLogger("stylemask.demo")
 EXAMPLE_DIR = os.path.join(os.path.dirname(__file__), "..", "..", "tests", "fixtures", "align")
 EXAMPLE_PAIRS = [("astronaut", "astronaut_tilt"), ("astronaut_small", "astronaut_edge"),
                  ("astronaut_tilt", "astronaut_large")]
-HEAT_LABEL = ("masks per controlled layer (rows: layers, top = first; columns: style channels; "
-              "bright = taken from the target, dark = kept from the source)")
+HEAT_LABEL = "masks: a row per layer, bright = from the target"   # short: it sits on the image
 
 
 def _gradio():
@@ -144,6 +144,19 @@ class Handlers:
                            "the server log has the details", print_exception=False) from None
 
 
+    def run_on_page(self, *args) -> tuple:
+        """`run` for the page: a bad request gives a toast and its reason in the status line,
+        which stays until the next run (the outputs are cleared instead of showing 'Error')."""
+        gr = _gradio()
+        try:
+            return self.run(*args)
+        except gr.Error as err:
+            with warnings.catch_warnings():  # outside a page request gr.Warning only warns
+                warnings.simplefilter("ignore")
+                gr.Warning(err.message)
+            return None, None, None, None, f"**Error:** {err.message}"
+
+
 def example_pairs(folder: str = EXAMPLE_DIR, dest: str | None = None) -> list[list[str]]:
     """The test photos as [source, target] examples, copied to a temporary folder (Gradio serves
     files from there); [] when the folder is absent (an installed package without tests/)."""
@@ -171,7 +184,9 @@ def build_app(engine: DemoEngine, handlers: Handlers | None = None, title: str =
         gr.Markdown(f"## StyleMask face reenactment\n{title}\nThe source photo gives the identity, "
                     "the target photo (or each frame of the driving video) the head pose and "
                     f"expression. Generator: {gen.size} px; batches of up to {settings.batch_size} "
-                    "requests.")
+                    "requests. The mask image has one row per controlled layer (top = first) and "
+                    "one column per style channel: bright = taken from the target, dark = kept "
+                    "from the source.")
         mode = gr.State("photo")
         first = examples[0] if examples and prefill else [None, None]
         with gr.Row():
@@ -209,10 +224,11 @@ def build_app(engine: DemoEngine, handlers: Handlers | None = None, title: str =
 
         def on_run(source, target, driving, mode, truncation, refine, paste, side,
                    progress=gr.Progress()):
-            return handlers.run(source, target, driving, mode, truncation, refine, paste, side,
-                                progress)
+            return handlers.run_on_page(source, target, driving, mode, truncation, refine, paste,
+                                        side, progress)
         run.click(on_run, [source, target, driving, mode, truncation, refine, paste, side],
                   [result, heat, pasted, video_out, status], preprocess=False,
+                  show_progress_on=[status],   # one progress bar, not one per output
                   concurrency_limit=max(4, settings.batch_size), concurrency_id="reenact")
     return app
 
