@@ -75,10 +75,13 @@ def in_range(low, high) -> type[argparse.Action]:
 
 @contextlib.contextmanager
 def naming(flag: str):
-    """Errors of the project raised inside the block name `flag` first: '{flag} {message}'."""
+    """Errors of the project raised inside the block name `flag` first: '{flag} {message}'
+    (an error that already starts with a flag, '--...', is left as it is)."""
     try:
         yield
     except StylemaskError as err:
+        if str(err).startswith("--"):
+            raise
         raise type(err)(f"{flag} {err}") from None
 
 

@@ -17,6 +17,7 @@ from stylemask_jax.commands.args import at_least, json_line, naming
 from stylemask_jax.errors import UserInputError
 
 checkpoints = library("stylemask_jax.training.checkpoints")
+config_checks = library("stylemask_jax.training.config_checks")
 datasets = library("stylemask_jax.datasets")
 evaluation = library("stylemask_jax.training.evaluation")
 overrides = library("stylemask_jax.commands.overrides")
@@ -47,16 +48,17 @@ def add_arguments(p) -> None:
 def restore(args):
     """(nets, frozen, mask params, step, config) of --workdir (newest restorable or --step),
     with the command line's config overrides."""
+    with naming("--workdir"):
+        saved = checkpoints.read_config(args.workdir)
+    config = overrides.apply_overrides(saved, args.overrides)
     with overrides.config_fields():
-        with naming("--workdir"):
-            config = checkpoints.workdir_config(
-                args.workdir, lambda c: overrides.apply_overrides(c, args.overrides))
+        config_checks.validate_config(config)
         steps = checkpoints.saved_steps(args.workdir)
         if args.step is not None and args.step not in steps:
             directory = checkpoints.checkpoint_dir(args.workdir)
             raise UserInputError(f"--step {args.step}: no such checkpoint in {directory} (steps: "
                                  f"{', '.join(map(str, steps)) or 'none'})")
-        with naming("--workdir"):
+        with naming("--workdir"), overrides.config_fields():
             nets, frozen, params, step = checkpoints.restore_mask_params(args.workdir, config,
                                                                          step=args.step)
     return nets, frozen, params, step, config

@@ -191,17 +191,22 @@ def saved_steps(workdir: str) -> list[int]:
         manager.close()
 
 
-def workdir_config(workdir: str, change=None):
-    """The config a training run saved (WORKDIR/config.json); `change(config)` (e.g. overrides)
-    is applied before the config is validated."""
+def read_config(workdir: str):
+    """The config a training run saved (WORKDIR/config.json), not yet validated."""
     path = os.path.join(workdir, "config.json")
     if not os.path.isfile(path):
         raise UserInputError(f"{workdir}: no config.json (not a training workdir)")
     try:
         with open(path) as f:
-            config = ml_collections.ConfigDict(json.load(f))
+            return ml_collections.ConfigDict(json.load(f))
     except (OSError, ValueError) as err:
         raise UserInputError(f"{path}: unreadable ({err})") from None
+
+
+def workdir_config(workdir: str, change=None):
+    """The config a training run saved; `change(config)` (e.g. overrides) is applied before the
+    config is validated."""
+    config = read_config(workdir)
     if change is not None:
         config = change(config)
     validate_config(config)
