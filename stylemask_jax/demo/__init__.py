@@ -1,6 +1,6 @@
 """`stylemask demo`: a local web page (Gradio) for reenacting uploaded photos and videos.
 
-    engine = load_engine(DemoSettings(...), generator_dir=..., mask_net_dir=..., e4e_dir=...)
+    engine = make_engine(models, encoder, e4e_vars, DemoSettings(...))   # loaded networks
     engine.compile()                      # every jitted function, once, at start-up (logged)
     app = build_app(engine)               # gradio.Blocks; app.launch(server_name="127.0.0.1")
 
