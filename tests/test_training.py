@@ -292,3 +292,27 @@ def test_checkpoint_of_another_config_names_the_mismatch(runs, tmp_path, capsys)
     assert err.count("stylemask: error:") == 1, err
     assert "in the checkpoint but" in err and "another config" in err, err
     assert sorted(os.listdir(os.path.join(work, "checkpoints"))) == ["24", "30"]  # nothing moved
+
+
+def test_a_damaged_step_is_one_line_on_the_terminal(runs, tmp_path):
+    """What Orbax and TensorStore report about a damaged step (thousands of lines from their
+    background threads) goes to corrupt/STEP.log; the terminal gets the one warning line, and
+    one error line when that step is asked for by --step."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    work = _copy_run(runs, tmp_path)
+    _truncate_largest(work, 30)
+
+    def export(*extra):
+        return subprocess.run([sys.executable, "-m", "stylemask_jax.cli", "export", "--workdir",
+                               work, *extra], capture_output=True, text=True, cwd=root,
+                              timeout=600)
+    chosen = export("--out", str(tmp_path / "a"), "--step", "30")
+    assert chosen.returncode == 2
+    assert len(chosen.stderr.splitlines()) == 1, chosen.stderr[-3000:]
+    assert chosen.stderr.startswith("stylemask: error: ") and "damaged checkpoint" in chosen.stderr
+    newest = export("--out", str(tmp_path / "b"))
+    assert newest.returncode == 0 and "exported step 24" in newest.stdout
+    assert len(newest.stderr.splitlines()) == 1, newest.stderr[-3000:]
+    assert newest.stderr.startswith("stylemask: warning: checkpoint step 30")
+    with open(os.path.join(work, "checkpoints", "corrupt", "30.log")) as f:
+        assert "Traceback" in f.read()

@@ -11,9 +11,15 @@ written on any topology (2 processes x 2 devices, 1 device, ...) restores on any
 
 from __future__ import annotations
 
+import contextlib
+import gc
+import io
 import json
+import logging
 import os
 import sys
+import time
+import traceback
 
 import jax
 import ml_collections
@@ -26,6 +32,7 @@ from stylemask_jax.training import state as state_lib
 from stylemask_jax.training.config_checks import validate_config
 
 CORRUPT_DIR = "corrupt"  # WORKDIR/checkpoints/corrupt/STEP: steps that failed to restore
+SETTLE_S = 1.0  # after a failed restore, TensorStore's cancelled reads still report for a moment
 
 
 def checkpoint_dir(workdir: str) -> str:
@@ -100,6 +107,64 @@ def _move_aside(directory: str, step: int) -> str:
     return target
 
 
+@contextlib.contextmanager
+def _reports_kept(report: io.StringIO):
+    """While Orbax restores, what it and TensorStore report about a failure (absl and asyncio
+    log records, tracebacks their background threads print) goes to `report`, not the terminal:
+    a damaged step is one warning line, its details go to a file next to it."""
+    loggers = [logging.getLogger(name) for name in ("absl", "asyncio")]
+    saved = [(log, log.level, log.propagate) for log in loggers]
+    handler = logging.StreamHandler(report)
+    for log in loggers:
+        log.addHandler(handler)
+        log.propagate = False
+    try:
+        with contextlib.redirect_stderr(report):
+            yield
+    finally:
+        for log, level, propagate in saved:
+            log.removeHandler(handler)
+            log.setLevel(level)
+            log.propagate = propagate
+
+
+class DamagedStep(Exception):
+    """A step that Orbax could not restore: `kind` and `first_line` of its error, `details` the
+    whole report (the traceback and what Orbax and TensorStore printed meanwhile)."""
+
+    def __init__(self, kind: str, first_line: str, details: str):
+        super().__init__(first_line)
+        self.kind, self.details = kind, details
+
+
+def _try_restore(manager, step: int, abstract):
+    """_restore_step with Orbax's failure reports kept off the terminal; a damaged step is a
+    DamagedStep (raised only once Orbax's failed reads have settled and been freed, so that
+    nothing of them reaches the terminal later)."""
+    report = io.StringIO()
+    with _reports_kept(report):
+        try:
+            return _restore_step(manager, step, abstract)
+        except CheckpointError:
+            raise
+        except Exception as err:  # Orbax/TensorStore raise many types for a damaged step
+            kind, first = type(err).__name__, (str(err).splitlines() or [""])[0][:160]
+            report.write("".join(traceback.format_exception(err)))
+        time.sleep(SETTLE_S)  # the failed reads' late callbacks report here, not after,
+        gc.collect()          # and so do their abandoned coroutines, freed here
+    raise DamagedStep(kind, first, report.getvalue())
+
+
+def _write_report(moved: str, damaged: DamagedStep) -> str | None:
+    """The failure's details as MOVED.log (process 0 writes it); returns its path."""
+    if jax.process_index() != 0:
+        return None
+    path = moved + ".log"
+    with open(path, "w") as f:
+        f.write(damaged.details)
+    return path
+
+
 def restore_latest(manager: ocp.CheckpointManager, target, step: int | None = None):
     """(state, step) from the newest checkpoint that restores, or (target, None) when there is
     none; `target` is a concrete or abstract state (its shapes, dtypes and shardings are used).
@@ -115,25 +180,22 @@ def restore_latest(manager: ocp.CheckpointManager, target, step: int | None = No
             raise CheckpointError(f"step {step}: no such checkpoint in {directory} (steps: "
                                   f"{', '.join(map(str, sorted(steps))) or 'none'})")
         try:
-            return _restore_step(manager, step, abstract), step
-        except CheckpointError:
-            raise
-        except Exception as err:  # Orbax/TensorStore raise many types for a damaged step
+            return _try_restore(manager, step, abstract), step
+        except DamagedStep as err:
             raise CheckpointError(f"{directory}/{step}: damaged checkpoint, cannot restore "
-                                  f"({type(err).__name__}: {str(err).splitlines()[0][:160]})") from None
+                                  f"({err.kind}: {err})") from None
     damaged = []
     try:
         for candidate in steps:
             try:
-                return _restore_step(manager, candidate, abstract), candidate
-            except CheckpointError:
-                raise
-            except Exception as err:
+                return _try_restore(manager, candidate, abstract), candidate
+            except DamagedStep as err:
                 moved = _move_aside(directory, candidate)
                 damaged.append(candidate)
+                details = _write_report(moved, err)
                 print(f"stylemask: warning: checkpoint step {candidate} in {directory} is damaged "
-                      f"({type(err).__name__}); moved to {moved}, trying an older step",
-                      file=sys.stderr)
+                      f"({err.kind}); moved to {moved}, trying an older step"
+                      + (f" (details: {details})" if details else ""), file=sys.stderr)
     finally:
         if damaged:
             manager.reload()  # forget the moved steps
