@@ -297,7 +297,8 @@ def test_checkpoint_of_another_config_names_the_mismatch(runs, tmp_path, capsys)
 def test_a_damaged_step_is_one_line_on_the_terminal(runs, tmp_path):
     """What Orbax and TensorStore report about a damaged step (thousands of lines from their
     background threads) goes to corrupt/STEP.log; the terminal gets the one warning line, and
-    one error line when that step is asked for by --step."""
+    one error line when that step is asked for by --step; the details go to the moved step's
+    folder (corrupt/STEP/restore_error.log)."""
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     work = _copy_run(runs, tmp_path)
     _truncate_largest(work, 30)
@@ -314,5 +315,5 @@ def test_a_damaged_step_is_one_line_on_the_terminal(runs, tmp_path):
     assert newest.returncode == 0 and "exported step 24" in newest.stdout
     assert len(newest.stderr.splitlines()) == 1, newest.stderr[-3000:]
     assert newest.stderr.startswith("stylemask: warning: checkpoint step 30")
-    with open(os.path.join(work, "checkpoints", "corrupt", "30.log")) as f:
+    with open(os.path.join(work, "checkpoints", "corrupt", "30", "restore_error.log")) as f:
         assert "Traceback" in f.read()

@@ -32,6 +32,7 @@ from stylemask_jax.training import state as state_lib
 from stylemask_jax.training.config_checks import validate_config
 
 CORRUPT_DIR = "corrupt"  # WORKDIR/checkpoints/corrupt/STEP: steps that failed to restore
+REPORT_NAME = "restore_error.log"  # in corrupt/STEP: what Orbax reported about the failure
 SETTLE_S = 1.0  # after a failed restore, TensorStore's cancelled reads still report for a moment
 
 
@@ -111,7 +112,7 @@ def _move_aside(directory: str, step: int) -> str:
 def _reports_kept(report: io.StringIO):
     """While Orbax restores, what it and TensorStore report about a failure (absl and asyncio
     log records, tracebacks their background threads print) goes to `report`, not the terminal:
-    a damaged step is one warning line, its details go to a file next to it."""
+    a damaged step is one warning line, its details go to a file in its folder."""
     loggers = [logging.getLogger(name) for name in ("absl", "asyncio")]
     saved = [(log, log.level, log.propagate) for log in loggers]
     handler = logging.StreamHandler(report)
@@ -156,10 +157,11 @@ def _try_restore(manager, step: int, abstract):
 
 
 def _write_report(moved: str, damaged: DamagedStep) -> str | None:
-    """The failure's details as MOVED.log (process 0 writes it); returns its path."""
-    if jax.process_index() != 0:
+    """The failure's details in the moved step's folder, MOVED/restore_error.log (process 0
+    writes it); returns its path."""
+    if jax.process_index() != 0 or not os.path.isdir(moved):
         return None
-    path = moved + ".log"
+    path = os.path.join(moved, REPORT_NAME)
     with open(path, "w") as f:
         f.write(damaged.details)
     return path
