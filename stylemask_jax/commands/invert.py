@@ -16,7 +16,7 @@ import os
 import numpy as np
 
 from stylemask_jax.commands import library
-from stylemask_jax.commands.models import load_generator, load_inverter, load_irse
+from stylemask_jax.commands.models import load_generator, load_inverter, tiny_photo_networks
 from stylemask_jax.commands.args import (add_overwrite_argument, add_refine_arguments, at_least,
                                          check_new_output, clear_output, named_config, naming,
                                          plural, refine_settings)
@@ -119,9 +119,8 @@ def invert_images(args) -> str:
         crops = pipeline.prepare_faces(paths).crops
     generator = gvars = None
     if args.config is not None:
-        models, encoder, variables = tiny.tiny_photo_models(named_config(args.config))
+        models, inverter = tiny_photo_networks(args)
         generator, gvars = models.generator, models.gvars
-        inverter = inversion.make_inverter(encoder, variables, generator, refine, load_irse(args))
     else:
         if args.generator:
             generator, gvars, _ = load_generator(args.generator)

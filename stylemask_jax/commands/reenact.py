@@ -19,11 +19,11 @@ import os
 
 
 from stylemask_jax.commands import library
-from stylemask_jax.commands.models import load_inverter, load_irse, load_models
+from stylemask_jax.commands.models import load_inverter, load_models, tiny_photo_networks
 from stylemask_jax.commands.args import (TRUNCATION_HELP, add_overwrite_argument,
                                          add_refine_arguments, at_least, check_new_output,
                                          clear_output, in_range, named_config, naming,
-                                         refine_settings, status)
+                                         status)
 from stylemask_jax.errors import UserInputError
 
 codes_lib = library("stylemask_jax.codes")
@@ -33,7 +33,6 @@ inference = library("stylemask_jax.inference")
 inversion = library("stylemask_jax.inversion")
 outputs = library("stylemask_jax.outputs")
 pipeline = library("stylemask_jax.photos.pipeline")
-tiny = library("stylemask_jax.demo.tiny")
 video = library("stylemask_jax.photos.video")
 
 ROLES = (("source", 0), ("target", 1))  # (role, its offset in the interleaved random codes)
@@ -172,12 +171,9 @@ def models_and_inverter(args, photos: bool):
     if args.generator or args.mask_net or args.e4e:
         raise UserInputError("--config gives random weights; do not combine it with "
                              "--generator/--mask-net/--e4e")
-    config = named_config(args.config)
     if not photos:
-        return inference.tiny_models(config, seed=args.seed), None
-    models, encoder, variables = tiny.tiny_photo_models(config, seed=args.seed)
-    return models, inversion.make_inverter(encoder, variables, models.generator,
-                                           refine_settings(args), load_irse(args))
+        return inference.tiny_models(named_config(args.config), seed=args.seed), None
+    return tiny_photo_networks(args, seed=args.seed)
 
 
 def check_face_point(face: tuple[float, float], size: tuple[int, int]) -> None:
