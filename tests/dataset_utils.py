@@ -105,3 +105,28 @@ def build(src, out, aligner=None, **kwargs):
 
 def clip_frame(k: int) -> np.ndarray:
     return shifted(photo("astronaut.png"), 3 * k, 2 * k)
+
+
+class SlowStandIn(StandInAligner):
+    """The stand-in aligner taking `delay` seconds a frame: a build slow enough to be killed."""
+
+    def __init__(self, delay: float = 0.25):
+        super().__init__()
+        self.delay = delay
+
+    def __call__(self, frame: np.ndarray) -> FaceCrop | None:
+        import time
+        time.sleep(self.delay)
+        return super().__call__(frame)
+
+
+def make_clips(root: str, num_clips: int, num_frames: int, size: int = 128) -> str:
+    """SRC/idK/clip/000..NNN.png: `num_clips` frame folders of shifted small photos."""
+    from PIL import Image
+    src = os.path.join(root, "clips")
+    base = np.asarray(Image.fromarray(photo("astronaut.png")).resize((size, size)))
+    for c in range(num_clips):
+        for k in range(num_frames):
+            save(os.path.join(src, f"id{c:02d}", "clip", f"{k:03d}.png"),
+                 shifted(base, (c + k) % 7, (2 * c + k) % 5))
+    return src

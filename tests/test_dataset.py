@@ -56,7 +56,8 @@ def test_build_counts_shapes_and_ids(built):
     summary = build_summary(report).splitlines()
     assert summary[0] == f"wrote {num_faces} faces from 5 photos/videos ({num_faces + 1} frames " \
         f"read) to {report.path}"
-    assert summary[1:] == ["no face found in 1 frame: bob/blank.png",
+    assert summary[1:] == ["aligned 5 photos/videos in this process",
+                           "no face found in 1 frame: bob/blank.png",
                            "ignored 1 file, neither photo nor video: notes.txt"]
 
     dataset = load_dataset(out)
@@ -129,10 +130,22 @@ def test_frame_stride_and_limit_are_a_config(source, tmp_path):
         load_dataset(out)
 
 
-def test_failed_build_is_not_taken_for_finished(source, tmp_path):
+def dataset_files(path: str) -> dict[str, bytes]:
+    """The files of a built dataset (records, indexes, info), by name."""
+    found = {}
+    for name in sorted(os.listdir(path)):
+        if name != "examples.npz":                # the id table, written when first read
+            with open(os.path.join(path, name), "rb") as f:
+                found[name] = f.read()
+    return found
+
+
+def test_failed_build_is_not_taken_for_finished(source, built, tmp_path):
     out = str(tmp_path / "data")
+    # in this process the items go in order: alice/clip (6 frames), alice/portrait, bob/blank,
+    # bob/take (its first frame is call 9), solo
     with pytest.raises(RuntimeError, match="crashed"):
-        build(source, out, aligner=StandInAligner(fail_at=4))
+        build(source, out, aligner=StandInAligner(fail_at=9))
     with pytest.raises(UserInputError, match="no built face dataset"):
         load_dataset(out)
     leftovers = [os.path.join(d, f) for d, _, files in os.walk(out) for f in files]
@@ -141,11 +154,12 @@ def test_failed_build_is_not_taken_for_finished(source, tmp_path):
     killed = os.path.join(out, "stylemask_faces", "stride1_maxall", "incomplete.X1Y2Z3_1.0.0")
     os.makedirs(killed)
     open(os.path.join(killed, "stylemask_faces-train.array_record-00000-of-00001"), "w").close()
-    aligner = StandInAligner()
-    report = build(source, out, aligner=aligner)
-    assert not report.skipped and aligner.calls == report.metadata["num_frames"]
+    report = build(source, out)
+    assert not report.skipped and (report.items_reused, report.items_aligned) == (3, 2)
     assert not os.path.exists(killed)
-    assert len(load_dataset(out)) == report.num_examples
+    assert not os.path.exists(os.path.join(out, ".stylemask_build"))    # the work is done
+    # the same bytes as the build that was never interrupted
+    assert dataset_files(report.path) == dataset_files(built[1].path)
 
 
 def test_changed_source_is_refused_unless_overwrite(source, tmp_path):

@@ -19,10 +19,17 @@ Features of one example (one face in one frame):
     frame            int64                the frame's index in its video (before the stride)
     path             text                 the photo / video / frame file, relative to the source
 
-Examples are stored in build order (sorted identities, videos, frames; TFDS shuffling is off),
-so record i of the data source is the i-th face found. The source folder is the builder's
-manual_dir; `frame_stride` and `max_frames` are the config (its name, e.g. `stride1_maxall`).
-The build's report (source fingerprint, counts, faces not found) is the dataset's metadata.
+Examples are stored in build order (sorted identities, videos, frames), so record i of the
+data source is the i-th face found; example i has key i. The faces come from the build's item
+cache (`items.ItemCache`, filled by `pipeline.align_items`); the builder only writes them: a
+`ShardBasedBuilder` whose shards are runs of whole items of about SHARD_FACES faces, each
+written by one `ShardExamples` (in this process, or on a Beam runner's workers when the build
+runs on a cluster). `frame_stride` and `max_frames` are the config (its name, e.g.
+`stride1_maxall`). The build's report (source fingerprint, counts, faces not found) is the
+dataset's metadata.
+
+Datasets built by the first, serial builder (before Beam) have the same features, order,
+keys, metadata and version, and open and skip a rebuild as before.
 """
 
 from __future__ import annotations
@@ -31,19 +38,21 @@ import dataclasses
 
 import numpy as np
 
-from stylemask_jax.datasets import crops, sources
+from stylemask_jax.datasets import crops
+from stylemask_jax.datasets.items import ItemCache
 from stylemask_jax.errors import UserInputError
-from stylemask_jax.progress import progress_bar
 
 try:  # the [datasets] extra, imported here alone: every dataset module goes through this one
     import array_record  # noqa: F401  (the file format's reader and writer)
     import tensorflow_datasets as tfds
+    from tensorflow_datasets.core import writer as writer_lib
+    from tensorflow_datasets.proto import tf_example_pb2
 except ImportError as err:
     raise UserInputError(f"datasets need tensorflow-datasets and array_record ({err}); "
                          'install them with pip install -e ".[datasets]"') from None
 
 DATASET_NAME = "stylemask_faces"
-MAX_LISTED_SKIPS = 1000         # no-face frames named in the metadata (all are counted)
+SHARD_FACES = 1024      # about 200 MB of crops: what one shard writer holds at a time
 
 
 def config_name(frame_stride: int, max_frames: int) -> str:
@@ -88,14 +97,78 @@ def features() -> tfds.features.FeaturesDict:
     })
 
 
-class StylemaskFaces(tfds.core.GeneratorBasedBuilder):
+@dataclasses.dataclass(frozen=True)
+class PlannedItem:
+    """One item of the dataset, in build order: its cache entry and its ids.
+
+    first_key: the key (= record index) of its first face; num_faces: its faces."""
+
+    cache_key: str
+    first_key: int
+    num_faces: int
+    identity: str
+    identity_id: int
+    video: str
+    video_id: int
+
+
+@dataclasses.dataclass(frozen=True)
+class ShardExamples:
+    """The (key, example) pairs of one shard: its items' faces, read from the item cache."""
+
+    cache_folder: str
+    items: tuple[PlannedItem, ...]
+
+    def __call__(self):
+        cache = ItemCache(self.cache_folder)
+        for item in self.items:
+            faces = cache.get(item.cache_key)
+            for j in range(len(faces)):
+                yield item.first_key + j, {
+                    "image": faces.images[j], "landmarks": faces.landmarks[j],
+                    "landmarks_frame": faces.landmarks_frame[j], "identity": item.identity,
+                    "identity_id": item.identity_id, "video": item.video,
+                    "video_id": item.video_id, "frame": int(faces.frames[j]),
+                    "path": str(faces.paths[j])}
+
+
+def plan_shards(items: list[PlannedItem], cache_folder: str,
+                shard_faces: int = SHARD_FACES) -> list[ShardExamples]:
+    """Runs of whole items (in order) of about `shard_faces` faces each; items without a face
+    are left out."""
+    shards, current, count = [], [], 0
+    for item in items:
+        if not item.num_faces:
+            continue
+        current.append(item)
+        count += item.num_faces
+        if count >= shard_faces:
+            shards.append(ShardExamples(cache_folder, tuple(current)))
+            current, count = [], 0
+    if current:
+        shards.append(ShardExamples(cache_folder, tuple(current)))
+    return shards
+
+
+class SortedExampleWriter(writer_lib.ExampleWriter):
+    """Writes each tf.train.Example with its features in name order.
+
+    TFDS serialises the features map in the order of protobuf's hash table, which changes from
+    one process to the next; sorted, a rebuild (or a build resumed in a new process) writes the
+    same bytes."""
+
+    def write(self, path, examples):
+        return super().write(path, ((key, tf_example_pb2.Example.FromString(record)
+                                     .SerializeToString(deterministic=True))
+                                    for key, record in examples))
+
+
+class StylemaskFaces(tfds.core.ShardBasedBuilder):
     """Aligned real faces from a folder of photos or of videos grouped by identity."""
 
     VERSION = tfds.core.Version("1.0.0")
     RELEASE_NOTES = {"1.0.0": "First version."}
     BUILDER_CONFIGS = [make_config()]
-    MANUAL_DOWNLOAD_INSTRUCTIONS = ("The source folder: SRC/PHOTO.png, SRC/ID/PHOTO.png, "
-                                    "SRC/ID/VIDEO.mp4 or SRC/ID/VIDEO/FRAME.png.")
 
     @tfds.core.utils.classproperty
     @classmethod
@@ -108,58 +181,30 @@ class StylemaskFaces(tfds.core.GeneratorBasedBuilder):
         """
         return None
 
-    def __init__(self, *, aligner: crops.Aligner | None = None,
-                 max_detect_side: int | None = None, read_photo: crops.PhotoReader | None = None,
-                 read_video: crops.VideoReader | None = None, progress: bool = True, **kwargs):
-        self._aligner = aligner           # None: dlib + the FFHQ crop, made when first needed
-        self._max_detect_side = max_detect_side
-        self._read_photo = read_photo or crops.read_photo_default
-        self._read_video = read_video or crops.read_video_default
-        self._progress = progress
+    def __init__(self, *, shards: list[ShardExamples] | None = None,
+                 metadata: dict | None = None, **kwargs):
+        """shards / metadata: what to write (from `build.build_dataset`); None to read."""
+        self._shards = shards
+        self._metadata = metadata
         super().__init__(**kwargs)
 
     def _info(self) -> tfds.core.DatasetInfo:
         return tfds.core.DatasetInfo(builder=self, description=self.__doc__, features=features(),
                                      disable_shuffling=True, metadata=tfds.core.MetadataDict())
 
-    def _split_generators(self, dl_manager):
-        source = sources.scan_source(dl_manager.manual_dir)
-        return {"train": self._generate_examples(source)}
+    def _example_writer(self) -> writer_lib.ExampleWriter:
+        return SortedExampleWriter(file_format=self.info.file_format)
 
-    def _generate_examples(self, source: sources.Source):
-        config = self.builder_config
-        align = self._aligner or crops.default_aligner(self._max_detect_side)
-        identity_ids = {name: i for i, name in enumerate(source.identities)}
-        report = {"source": str(source.root), "fingerprint": sources.fingerprint(source),
-                  "num_source_files": len(sources.file_list(source)),
-                  "frame_stride": config.frame_stride, "max_frames": config.max_frames,
-                  "aligner": ("dlib + FFHQ crop, max_detect_side "
-                              f"{self._max_detect_side}" if self._aligner is None
-                              else getattr(align, "__name__", type(align).__name__)),
-                  "num_items": len(source.items), "num_frames": 0, "num_faces": 0,
-                  "num_no_face": 0, "no_face": [], "ignored_files": list(source.ignored)}
-        bar = progress_bar(source.items, desc="faces", unit="file", disable=not self._progress)
-        for video_id, item in enumerate(bar):
-            for frame_index, rel, frame in crops.item_frames(
-                    source.root, item, config.frame_stride, config.max_frames,
-                    self._read_photo, self._read_video):
-                report["num_frames"] += 1
-                face = align(frame)
-                if face is None:
-                    report["num_no_face"] += 1
-                    if len(report["no_face"]) < MAX_LISTED_SKIPS:
-                        report["no_face"].append(f"{rel}#{frame_index}" if item.kind == "video"
-                                                 else rel)
-                    continue
-                yield report["num_faces"], {
-                    "image": face.image, "landmarks": face.landmarks,
-                    "landmarks_frame": face.landmarks_frame, "identity": item.identity,
-                    "identity_id": identity_ids[item.identity], "video": item.video,
-                    "video_id": video_id, "frame": frame_index, "path": rel}
-                report["num_faces"] += 1
-            bar.set_postfix(faces=report["num_faces"], no_face=report["num_no_face"])
-        bar.close()
-        if report["num_faces"] == 0:
-            raise UserInputError(f"{source.root}: no face found in any of the "
-                                 f"{report['num_frames']} frames read")
-        self.info.metadata.update(report)
+    def _log_download_bytes(self) -> None:
+        """Silent: TFDS would print "Downloading and preparing dataset Unknown size" on stdout;
+        the build has its own progress bar and summary."""
+
+    def _log_download_done(self) -> None:
+        """Silent (see `_log_download_bytes`)."""
+
+    def _shard_iterators_per_split(self, dl_manager):
+        if self._shards is None:
+            raise UserInputError("this builder writes a planned build only; use "
+                                 "stylemask_jax.datasets.build_dataset")
+        self.info.metadata.update(self._metadata or {})
+        return {"train": self._shards}
