@@ -136,3 +136,15 @@ def test_unwritable_out_and_bad_workers_are_one_line_errors(tmp_path, capsys):
         code = cli.main(["dataset", "build"] + argv)
         err = capsys.readouterr().err.strip().splitlines()
         assert code == 2 and len(err) == 1 and expected in err[0], err
+
+
+def test_a_cluster_runner_aligns_and_writes_through_beam(tmp_path, monkeypatch):
+    """The path of --runner=FlinkRunner etc., with Beam's in-process runner taken for a cluster
+    runner: items aligned by the runner, records written by TFDS's shard writer on Beam."""
+    from dataset_utils import build
+    src = make_source(str(tmp_path))
+    local = build(src, str(tmp_path / "local"))
+    monkeypatch.setattr(pipeline, "LOCAL_RUNNERS", ())
+    remote = build(src, str(tmp_path / "remote"), beam_options="--runner=FnApiRunner")
+    assert remote.runner == "FnApiRunner" and remote.items_aligned == 5
+    assert dataset_files(remote.path) == dataset_files(local.path)

@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
+import glob
 import math
 import os
 import shutil
@@ -186,6 +187,8 @@ def build_dataset(src: str | os.PathLike, out_dir: str | os.PathLike, *, frame_s
             beam_options=None if plan.local else plan.options()))
     finally:
         tfds.display_progress_bar(True)
+    for leftover in glob.glob(os.path.join(data_path, "*.shard_infos.json")):
+        os.remove(leftover)          # TFDS's note from its Beam shard writer, read and done with
     shutil.rmtree(work)
     with contextlib.suppress(OSError):
         os.rmdir(os.path.dirname(work))              # the last config's work is done
