@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import functools
 import sys
+import time
 
 import numpy as np
 
@@ -54,14 +55,18 @@ def jax_calls(rows, batches, dtype_name, output_size):
            "identity": (jax.jit(jax.value_and_grad(functools.partial(identity_loss, irse), argnums=1)),
                         irse_vars, True),
            "e4e": (jax.jit(e4e.apply), e4e_vars, False)}
-    calls = {}
+    calls, compile_s = {}, {}
     for b in batches:
         x = jnp.asarray(np.random.default_rng(b).uniform(-1, 1, (b, 256, 256, 3)), jnp.float32)
         for row in rows:
             fn, variables, pair = fns[row]
             args = (variables, x, x[::-1]) if pair else (variables, x)
-            calls[row, b] = functools.partial(lambda f, a: jax.block_until_ready(f(*a)), fn, args)
-    return calls
+            start = time.perf_counter()
+            compiled = fn.lower(*args).compile()
+            compile_s[row, b] = time.perf_counter() - start
+            calls[row, b] = functools.partial(lambda f, a: jax.block_until_ready(f(*a)),
+                                              compiled, args)
+    return calls, compile_s
 
 
 def torch_calls(rows, batches, output_size):
@@ -102,13 +107,15 @@ def worker_run(spec: dict) -> dict:
     """One implementation, every (row, batch): warm-up calls, then timed calls."""
     out = {"load_begin": harness.load_average(), "rows": {}}
     if spec["lib"] == "jax":
-        calls = jax_calls(spec["rows"], spec["batches"], spec["dtype"], spec["output_size"])
+        calls, compile_s = jax_calls(spec["rows"], spec["batches"], spec["dtype"],
+                                     spec["output_size"])
     else:
-        calls = torch_calls(spec["rows"], spec["batches"], spec["output_size"])
+        calls, compile_s = torch_calls(spec["rows"], spec["batches"], spec["output_size"]), {}
     for (row, b), call in calls.items():
         timing = harness.time_calls(call, max(spec["warmup"], 1), spec["iters"])
         out["rows"][f"{row}/{b}"] = {"first_s": timing["first_s"], "times": timing["times_s"],
-                                     "cpu": timing["cpu_times_s"]}
+                                     "cpu": timing["cpu_times_s"],
+                                     "compile_s": compile_s.get((row, b))}
     return out
 
 
@@ -144,19 +151,22 @@ def report(args, libs, results, loads) -> str:
             for lib in libs:
                 runs = [r["rows"][f"{row}/{b}"] for r in results[lib] if f"{row}/{b}" in r.get("rows", {})]
                 stats[lib] = dict(harness.pooled_medians(runs),
-                                  first=runs[0]["first_s"] if runs else None)
+                                  first=runs[0]["first_s"] if runs else None,
+                                  compile=runs[0].get("compile_s") if runs else None)
             for lib in libs:
                 s, t = stats[lib], stats.get("torch", {})
                 ratio = lambda k: (t.get(k) / s[k] if lib == "jax" and t.get(k) and s.get(k) else None)  # noqa: E731
-                table.append([row, b, lib, harness.fmt(s["first"]), harness.fmt(s["median"] and s["median"] * 1e3, ".0f"),
+                table.append([row, b, lib, harness.fmt(s["compile"]), harness.fmt(s["first"]),
+                              harness.fmt(s["median"] and s["median"] * 1e3, ".0f"),
                               harness.fmt(s["cpu_median"] and s["cpu_median"] * 1e3, ".0f"),
                               harness.fmt(s["median"] and b / s["median"]), s["n"],
                               harness.times(ratio("median")), harness.times(ratio("cpu_median"))])
     lines.append(harness.markdown_table(
-        ["row", "batch", "impl", "first call s", "median ms/call", "median CPU ms/call",
+        ["row", "batch", "impl", "compile s", "first call s", "median ms/call", "median CPU ms/call",
          "images/s (median)", "timed calls", "JAX/torch (median wall)", "JAX/torch (median CPU)"],
         table))
-    lines += ["", "first call s: the first call of the first pass (JAX: includes compilation). "
+    lines += ["", "compile s: JAX's lower + compile of the row's function in the first pass; "
+                  "first call s: the first call of the first pass after it (torch: the first call). "
                   "Ratios: torch seconds / JAX seconds per call (above 1: JAX faster); CPU = process "
                   "CPU time of the call, all threads, which varies least with other processes' load."]
     return "\n".join(lines)

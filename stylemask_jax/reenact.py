@@ -23,6 +23,8 @@ from stylemask_jax.models.stylegan2 import Generator, face_pool
 from stylemask_jax.sharding import data_sharding, replicated
 
 INPUT_TYPES = ("z", "w", "wplus")
+CPU_CHUNK = 1            # images synthesised at a time on a CPU (`synthesis_chunk`)
+CHUNK_FROM_SIZE = 256    # ... for generators of this size and more
 
 
 def encode_wplus(gen: Generator, gvars, codes: jax.Array, input_type: str,
@@ -56,19 +58,49 @@ def reenact_styles(mask_net: MaskNet, mvars, source: Sequence[jax.Array],
 
 
 def synthesize(gen: Generator, gvars, styles: Sequence[jax.Array], wplus: jax.Array,
-               resize_256: bool = False) -> jax.Array:
-    """Conv-layer styles + W+ (ToRGB rows) -> images (B, H, W, 3), optionally pooled to 256."""
-    images = gen.apply(gvars, list(styles), wplus, method=Generator.synthesize)
-    return face_pool(images) if resize_256 else images
+               resize_256: bool = False, chunk: int | None = None) -> jax.Array:
+    """Conv-layer styles + W+ (ToRGB rows) -> images (B, H, W, 3), optionally pooled to 256.
+
+    chunk: synthesise this many images at a time (a `lax.map` over the batch) when it divides
+    a larger batch, so that a batch streams through the high-resolution layers as a small one
+    does (see `synthesis_chunk`); None: the whole batch at once. The images are the same up to
+    float rounding.
+    """
+    batch = wplus.shape[0]
+    if chunk is None or chunk >= batch or batch % chunk:
+        images = gen.apply(gvars, list(styles), wplus, method=Generator.synthesize)
+        return face_pool(images) if resize_256 else images
+
+    def split(x):
+        return x.reshape(batch // chunk, chunk, *x.shape[1:])
+
+    images = jax.lax.map(lambda part: synthesize(gen, gvars, part[0], part[1], resize_256),
+                         ([split(s) for s in styles], split(wplus)))
+    return images.reshape(batch, *images.shape[2:])
+
+
+def synthesis_chunk(gen: Generator, mesh=None) -> int | None:
+    """The `synthesize` chunk for inference on this backend.
+
+    On a CPU, a batch of large images runs slower per image than a single image: its
+    high-resolution activations (8 GiB for 24 images at 1024 px) stream through memory instead
+    of the caches. There, generators of CHUNK_FROM_SIZE px and more synthesise CPU_CHUNK images
+    at a time (benchmarks/results/chunking.md). Accelerators, and batches sharded over several
+    devices, take the whole batch at once.
+    """
+    if jax.default_backend() != "cpu" or (mesh is not None and mesh.size > 1):
+        return None
+    return CPU_CHUNK if gen.size >= CHUNK_FROM_SIZE else None
 
 
 def reenact(gen: Generator, gvars, mask_net: MaskNet, mvars, wplus_source: jax.Array,
-            wplus_target: jax.Array, resize_256: bool = False) -> dict:
+            wplus_target: jax.Array, resize_256: bool = False, chunk: int | None = None) -> dict:
     """Reenacts each source (B, L, D) with the pose/expression of the matching target.
 
     Returns a dict with 'source', 'target', 'reenacted' images (B, H, W, 3) in about [-1, 1],
     'masks' (list of (B, C_l) for the controlled layers) and 'mixed_styles' (list of (B, C_l)).
-    The three image batches are synthesized in one generator call (batch 3B).
+    The three image batches are synthesized in one generator call (batch 3B; `chunk`: see
+    `synthesize`).
     """
     s_src = style_codes(gen, gvars, wplus_source)
     s_tgt = style_codes(gen, gvars, wplus_target)
@@ -76,13 +108,14 @@ def reenact(gen: Generator, gvars, mask_net: MaskNet, mvars, wplus_source: jax.A
     batch = wplus_source.shape[0]
     styles = [jnp.concatenate(layer, axis=0) for layer in zip(s_src, s_tgt, mixed)]
     wplus = jnp.concatenate([wplus_source, wplus_target, wplus_source], axis=0)
-    images = synthesize(gen, gvars, styles, wplus, resize_256)
+    images = synthesize(gen, gvars, styles, wplus, resize_256, chunk)
     return {"source": images[:batch], "target": images[batch: 2 * batch],
             "reenacted": images[2 * batch:], "masks": masks, "mixed_styles": mixed}
 
 
 def reenact_only(gen: Generator, gvars, mask_net: MaskNet, mvars, wplus_source: jax.Array,
-                 wplus_target: jax.Array, resize_256: bool = False) -> jax.Array:
+                 wplus_target: jax.Array, resize_256: bool = False,
+                 chunk: int | None = None) -> jax.Array:
     """Only the reenacted images (B, H, W, 3): the same as `reenact(...)['reenacted']`.
 
     The style codes of sources and targets need only the affine layers of W+ (no synthesis),
@@ -91,7 +124,7 @@ def reenact_only(gen: Generator, gvars, mask_net: MaskNet, mvars, wplus_source: 
     s_src = style_codes(gen, gvars, wplus_source)
     s_tgt = style_codes(gen, gvars, wplus_target)
     mixed, _ = reenact_styles(mask_net, mvars, s_src, s_tgt)
-    return synthesize(gen, gvars, mixed, wplus_source, resize_256)
+    return synthesize(gen, gvars, mixed, wplus_source, resize_256, chunk)
 
 
 def make_encode_fn(gen: Generator, input_type: str, truncation: float):
@@ -106,21 +139,24 @@ OUTPUTS = ("all", "reenacted")
 
 
 def make_reenact_fn(gen: Generator, mask_net: MaskNet, resize_256: bool = False, mesh=None,
-                    outputs: str = "all"):
+                    outputs: str = "all", chunk: int | None | str = "auto"):
     """jit(gvars, mvars, wplus_source, wplus_target) -> images.
 
     outputs='all': (source, target, reenacted), one generator call of 3B images;
     outputs='reenacted': the reenacted images alone (`reenact_only`), one call of B images.
     With a 1-D `mesh` (axis 'data'), the pairs are sharded over its devices and the weights
     replicated; the batch must then be a multiple of the mesh size.
+    chunk: see `synthesize`; "auto": `synthesis_chunk` for this backend.
     """
     if outputs not in OUTPUTS:
         raise ValueError(f"outputs must be one of {OUTPUTS}, got {outputs!r}")
+    chunk = synthesis_chunk(gen, mesh) if chunk == "auto" else chunk
 
     def run(gvars, mvars, wplus_source, wplus_target):
         if outputs == "reenacted":
-            return reenact_only(gen, gvars, mask_net, mvars, wplus_source, wplus_target, resize_256)
-        out = reenact(gen, gvars, mask_net, mvars, wplus_source, wplus_target, resize_256)
+            return reenact_only(gen, gvars, mask_net, mvars, wplus_source, wplus_target,
+                                resize_256, chunk)
+        out = reenact(gen, gvars, mask_net, mvars, wplus_source, wplus_target, resize_256, chunk)
         return out["source"], out["target"], out["reenacted"]
     if mesh is None:
         return jax.jit(run)

@@ -135,9 +135,11 @@ class DemoEngine:
         self._invert = make_invert_fn(encoder)
         self._truncate = jax.jit(lambda codes, psi, mean: truncate(codes, mean, psi))
 
+        chunk = method.synthesis_chunk(gen)
+
         @jax.jit
         def reenact(gvars, mvars, src, tgt):
-            images = method.reenact_only(gen, gvars, mask_net, mvars, src, tgt)
+            images = method.reenact_only(gen, gvars, mask_net, mvars, src, tgt, chunk=chunk)
             masks = mask_net.apply(mvars, method.style_codes(gen, gvars, src),
                                    method.style_codes(gen, gvars, tgt))
             return images, masks
