@@ -8,6 +8,7 @@ it.
 from __future__ import annotations
 
 import glob
+import importlib.util
 import os
 import signal
 import subprocess
@@ -95,11 +96,7 @@ def test_small_sources_run_in_process():
 
 
 def _dataflow_installed() -> bool:
-    try:
-        import apitools  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    return importlib.util.find_spec("apitools") is not None
 
 
 @pytest.mark.parametrize("options, expected", [

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import importlib.util
 import io
 import logging
 import os
@@ -130,12 +131,10 @@ def check_runner(name: str, text: str) -> None:
                              ) from None
     except ImportError as err:
         raise UserInputError(f"{text!r}: runner {name} is not installed ({err})") from None
-    if name == "DataflowRunner":
-        try:
-            import apitools  # noqa: F401  (what apache-beam[gcp] brings for Dataflow's API)
-        except ImportError:
-            raise UserInputError(f"{text!r}: runner DataflowRunner is not installed: "
-                                 "pip install 'apache-beam[gcp]'") from None
+    if name == "DataflowRunner" and importlib.util.find_spec("apitools") is None:
+        # apitools (Dataflow's API client) comes with apache-beam[gcp]
+        raise UserInputError(f"{text!r}: runner DataflowRunner is not installed: "
+                             "pip install 'apache-beam[gcp]'")
     if name in JAVA_RUNNERS and shutil.which("java") is None:
         raise UserInputError(f"{text!r}: runner {name} starts a Java job server, and java is "
                              "not on PATH; install a JRE (see docs/datasets.md)")
