@@ -49,10 +49,12 @@ from benchmarks import harness
 MODULE = "benchmarks.reenact"
 NUM_CONTROL, TRUNCATION = 12, 0.7
 OUTPUTS = ("all", "reenacted")  # as stylemask_jax.reenact.OUTPUTS (not imported: no jax here)
+JAX_WHOLE = "jax-whole-batch"
 
 
-def build_jax(size: int, batch: int, outputs: str = "all"):
-    """(call, compile seconds, XLA memory dict) for `make_reenact_fn` on B pairs of W+ codes."""
+def build_jax(size: int, batch: int, outputs: str = "all", chunk: str = "auto"):
+    """(call, compile seconds, XLA memory dict) for `make_reenact_fn` on B pairs of W+ codes
+    (chunk "auto": the library's choice for this backend; "whole": the batch at once)."""
     import jax
     import jax.numpy as jnp
     from stylemask_jax.models.mask_net import MaskNet, init_mask_net
@@ -69,7 +71,8 @@ def build_jax(size: int, batch: int, outputs: str = "all"):
     w_src, w_tgt = encode(gvars, z[0], latent), encode(gvars, z[1], latent)
     jax.block_until_ready((gvars, mvars, w_src, w_tgt))
     start = time.perf_counter()
-    compiled = make_reenact_fn(gen, mask_net, outputs=outputs).lower(gvars, mvars, w_src, w_tgt).compile()
+    fn = make_reenact_fn(gen, mask_net, outputs=outputs, chunk=None if chunk == "whole" else "auto")
+    compiled = fn.lower(gvars, mvars, w_src, w_tgt).compile()
     compile_s = time.perf_counter() - start
     call = lambda: jax.block_until_ready(compiled(gvars, mvars, w_src, w_tgt))  # noqa: E731
     return call, compile_s, harness.xla_memory(compiled)
@@ -116,8 +119,9 @@ def worker_run(spec: dict) -> dict:
     """One implementation in this process alone: the first call (memory, time to first result),
     `warmup` - 1 more untimed calls, `iters` timed calls (wall and process CPU seconds)."""
     out = {"load_begin": harness.load_average()}
-    if spec["lib"] == "jax":
-        call, out["compile_s"], memory = build_jax(spec["size"], spec["batch"], spec["outputs"])
+    if spec["lib"].startswith("jax"):
+        call, out["compile_s"], memory = build_jax(spec["size"], spec["batch"], spec["outputs"],
+                                                   "whole" if spec["lib"] == JAX_WHOLE else "auto")
         out.update(memory)
         if memory["xla_total"] > 0.85 * harness.available_bytes() and not spec.get("force"):
             return dict(out, skipped=f"not run: XLA total {memory['xla_total'] / 2**30:.1f} GiB > "
@@ -147,8 +151,9 @@ def configurations(args) -> list[tuple[str, str, int]]:
     configs = []
     for out in args.outputs:
         for batch in args.batches:
-            if "jax" in args.impls:
-                configs.append(("jax", out, batch))
+            for lib in ("jax", JAX_WHOLE):
+                if lib in args.impls:
+                    configs.append((lib, out, batch))
             if "torch" in args.impls and batch == args.batches[0]:
                 configs.append(("torch", out, 1))
     return configs
@@ -190,11 +195,11 @@ def report(args, results: dict) -> str:
            "load average (1/5/15 min) at the start of each worker:", *("  " + line for line in loads), ""]
     rows = []
     for (lib, outs, batch), s in sm.items():
-        name = lib if lib == "jax" else ("torch official loop" if outs == "all" else "torch reenacted-only loop")
+        name = lib if lib.startswith("jax") else ("torch official loop" if outs == "all" else "torch reenacted-only loop")
         ratios = []
         for ref in (official, sm.get(("torch", "reenacted", 1), {})):
             cell = "-"
-            if lib == "jax" and s.get("best") and ref.get("best") and (ref is official or outs == "reenacted"):
+            if lib.startswith("jax") and s.get("best") and ref.get("best") and (ref is official or outs == "reenacted"):
                 cell = " / ".join(harness.times(ref[k] / s[k]) for k in ("best", "median", "cpu_median"))
             ratios.append(cell)
         rows.append([batch, name, outs, harness.fmt(s.get("compile_s")), harness.fmt(s.get("first_result_s")),
@@ -223,8 +228,11 @@ def add_arguments(parser):
                         help="JAX pairs per call, comma-separated (default 1,8)")
     parser.add_argument("--size", type=int, default=1024,
                         help="generator layout (default 1024, the paper's; smaller for a quick check)")
-    parser.add_argument("--impls", type=harness.parse_choices(("jax", "torch")),
-                        default=["jax", "torch"], help="jax,torch (default both)")
+    parser.add_argument("--impls", type=harness.parse_choices(("jax", JAX_WHOLE, "torch")),
+                        default=["jax", "torch"],
+                        help=f"jax,{JAX_WHOLE},torch (default jax,torch); {JAX_WHOLE}: JAX with the "
+                             "whole batch through the generator at once (no chunks on a CPU: the "
+                             "formulation before reenact.synthesis_chunk)")
     parser.add_argument("--outputs", type=harness.parse_choices(OUTPUTS), default=list(OUTPUTS),
                         help="all,reenacted (default both)")
     parser.add_argument("--passes", type=int, default=2,
