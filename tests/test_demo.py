@@ -233,3 +233,18 @@ def test_in_a_real_browser(engine, handlers, tmp_path):
     finally:
         browser.quit()
         app.close()
+
+
+def test_identical_results_are_separate_files(handlers):
+    """Gradio writes an image result to a file named by its content, in place; two requests with
+    the same result would share that file, and one's write would truncate it under the other's
+    download. The page's results carry their request's own tag, so each is a file of its own."""
+    photos = (fixture_photo("astronaut_small"), fixture_photo("astronaut_edge"))
+    first, second = (handlers.run_on_page(*photos, None, "photo", 0.7, 0, True, False)
+                     for _ in range(2))
+    component = gr.Image(format="png")
+    for a, b in zip(first[:3], second[:3]):
+        assert np.array_equal(np.asarray(a), np.asarray(b))
+        path_a, path_b = component.postprocess(a).path, component.postprocess(b).path
+        assert path_a != path_b
+        assert Image.open(path_a).size == Image.open(path_b).size

@@ -28,7 +28,10 @@ import os
 import shutil
 import tempfile
 import time
+import uuid
 import warnings
+
+import numpy as np
 
 from stylemask_jax.demo import views
 from stylemask_jax.demo.batcher import BatchQueue
@@ -151,15 +154,18 @@ class Handlers:
 
     def run_on_page(self, *args) -> tuple:
         """`run` for the page: a bad request gives a toast and its reason in the status line,
-        which stays until the next run (the outputs are cleared instead of showing 'Error')."""
+        which stays until the next run (the outputs are cleared instead of showing 'Error');
+        the pictures are PIL images tagged with the request (`views.tagged`)."""
         gr = _gradio()
         try:
-            return self.run(*args)
+            outputs = self.run(*args)
         except gr.Error as err:
             with warnings.catch_warnings():  # outside a page request gr.Warning only warns
                 warnings.simplefilter("ignore")
                 gr.Warning(err.message)
             return None, None, None, None, f"**Error:** {err.message}"
+        tag = uuid.uuid4().hex           # each request's pictures are files of their own
+        return tuple(views.tagged(x, tag) if isinstance(x, np.ndarray) else x for x in outputs)
 
 
 def example_pairs(folder: str = EXAMPLE_DIR, dest: str | None = None) -> list[list[str]]:
