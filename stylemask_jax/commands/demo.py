@@ -46,8 +46,8 @@ def add_arguments(p) -> None:
                    help="longer driving videos are refused")
     p.add_argument("--queue-size", type=int, default=64, action=at_least(1),
                    help="Run requests that may wait behind the running ones (max(4, "
-                        "--batch-size) run at once); one more is refused at once with Gradio's "
-                        "'busy, try again' message instead of waiting")
+                        "--batch-size) run at once); beyond that a request is refused right "
+                        "away with Gradio's message that the app is busy, try again")
 
 
 def parse_steps(text: str) -> tuple[int, ...]:
