@@ -5,7 +5,6 @@ Chromium or its driver is absent)."""
 import contextlib
 import os
 import shutil
-import socket
 import threading
 import time
 
@@ -15,6 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from browser_utils import HAVE_CHROMIUM, NO_CHROMIUM, free_port, headless_chromium
 from photo_utils import clip_with_gaps, fixture_photo, write_test_clip
 
 gr = pytest.importorskip("gradio")
@@ -28,8 +28,6 @@ from stylemask_jax.demo.tiny import tiny_photo_models  # noqa: E402
 from stylemask_jax.images import to_uint8  # noqa: E402
 from stylemask_jax.photos.pipeline import prepare_faces  # noqa: E402
 from stylemask_jax.photos.video import count_frames, probe_video  # noqa: E402
-
-CHROMIUM, DRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 
 
 @pytest.fixture(scope="module")
@@ -182,31 +180,16 @@ def test_build_app_and_cli_arguments(engine, handlers, capsys):
     assert "--refine-steps: cannot parse" in capsys.readouterr().err
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.mark.skipif(not (os.path.exists(CHROMIUM) and os.path.exists(DRIVER)),
-                    reason=f"needs Chromium and its driver ({CHROMIUM}, {DRIVER}; Debian: "
-                           "apt-get install chromium chromium-driver)")
+@pytest.mark.skipif(not HAVE_CHROMIUM, reason=NO_CHROMIUM)
 def test_in_a_real_browser(engine, handlers, tmp_path):
-    webdriver = pytest.importorskip("selenium.webdriver")
+    pytest.importorskip("selenium.webdriver")
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
-    port = _free_port()
+    port = free_port()
     app = build_app(engine, handlers, title="Random networks (--config tiny).", prefill=False)
     app.queue()
     app.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--window-size=1280,1400", f"--user-data-dir={tmp_path / 'profile'}"):
-        options.add_argument(flag)
-    browser = webdriver.Chrome(service=webdriver.ChromeService(executable_path=DRIVER),
-                               options=options)
+    browser = headless_chromium(tmp_path / "profile")
     try:
         browser.get(f"http://127.0.0.1:{port}/")
         wait = WebDriverWait(browser, 120)
@@ -233,3 +216,18 @@ def test_in_a_real_browser(engine, handlers, tmp_path):
     finally:
         browser.quit()
         app.close()
+
+
+def test_identical_results_are_separate_files(handlers):
+    """Gradio writes an image result to a file named by its content, in place; two requests with
+    the same result would share that file, and one's write would truncate it under the other's
+    download. The page's results carry their request's own tag, so each is a file of its own."""
+    photos = (fixture_photo("astronaut_small"), fixture_photo("astronaut_edge"))
+    first, second = (handlers.run_on_page(*photos, None, "photo", 0.7, 0, True, False)
+                     for _ in range(2))
+    component = gr.Image(format="png")
+    for a, b in zip(first[:3], second[:3]):
+        assert np.array_equal(np.asarray(a), np.asarray(b))
+        path_a, path_b = component.postprocess(a).path, component.postprocess(b).path
+        assert path_a != path_b
+        assert Image.open(path_a).size == Image.open(path_b).size

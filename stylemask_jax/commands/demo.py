@@ -4,7 +4,8 @@
     stylemask demo --config tiny        # random networks that fit together, no files needed
 
 Every jitted function is compiled once at start-up (for batch 1 and --batch-size, and each
---refine-steps count); then the page is served on --host:--port until interrupted.
+--refine-steps count); then the page is served on --host:--port until interrupted. Requests
+beyond --queue-size waiting ones are refused at once (busy), not left hanging.
 """
 
 from __future__ import annotations
@@ -43,6 +44,10 @@ def add_arguments(p) -> None:
                    "offers, comma-separated (each compiled at start-up), e.g. '0,20'")
     p.add_argument("--max-video-seconds", type=float, default=20.0, action=above(0),
                    help="longer driving videos are refused")
+    p.add_argument("--queue-size", type=int, default=64, action=at_least(1),
+                   help="Run requests that may wait behind the running ones (max(4, "
+                        "--batch-size) run at once); beyond that a request is refused right "
+                        "away with Gradio's message that the app is busy, try again")
 
 
 def parse_steps(text: str) -> tuple[int, ...]:
@@ -81,4 +86,5 @@ def run(args) -> None:
                                    max_video_seconds=args.max_video_seconds)
     models, encoder, evars, identity = load_networks(args)
     demo = engine.make_engine(models, encoder, evars, settings, identity)
-    app.launch(demo, args.host, args.port, title=TINY_TITLE if args.config else "")
+    app.launch(demo, args.host, args.port, title=TINY_TITLE if args.config else "",
+               queue_size=args.queue_size)

@@ -2,7 +2,7 @@
 
     handlers = Handlers(engine)                # the functions the page calls; tests call them too
     app = build_app(engine, handlers)          # gradio.Blocks
-    serve(engine, host="127.0.0.1", port=7860)
+    serve(engine, host="127.0.0.1", port=7860, queue_size=64)
 
 Layout: a source photo | [Target photo | Driving video] tabs; truncation, refine steps,
 paste-back and side-by-side; Run. Results: source crop | target crop | reenacted (256 px
@@ -14,6 +14,10 @@ Photo requests go through `batcher.BatchQueue`: each request aligns its own face
 thread (its errors are its own), then waits for the batch worker, which reenacts every request
 that arrived within `max_wait_s` in one jitted call. Bad input (no face, not an image, a video
 over the limit, a missing upload) is a `gr.Error` message on the page, never a stack trace.
+
+Load: Run is the API endpoint "/run" (gradio_client). At most `concurrency_limit` requests run at
+once (max(4, batch size)); up to `queue_size` more wait in Gradio's queue, and one beyond that is
+refused at once with Gradio's own busy message, never left hanging.
 """
 
 from __future__ import annotations
@@ -24,7 +28,10 @@ import os
 import shutil
 import tempfile
 import time
+import uuid
 import warnings
+
+import numpy as np
 
 from stylemask_jax.demo import views
 from stylemask_jax.demo.batcher import BatchQueue
@@ -37,6 +44,7 @@ EXAMPLE_DIR = os.path.join(os.path.dirname(__file__), "..", "..", "tests", "fixt
 EXAMPLE_PAIRS = [("astronaut", "astronaut_tilt"), ("astronaut_small", "astronaut_edge"),
                  ("astronaut_tilt", "astronaut_large")]
 HEAT_LABEL = "masks: a row per layer, bright = from the target"   # short: it sits on the image
+QUEUE_SIZE = 64          # Run requests waiting (beyond the running ones) before "busy"
 
 
 def _gradio():
@@ -146,15 +154,18 @@ class Handlers:
 
     def run_on_page(self, *args) -> tuple:
         """`run` for the page: a bad request gives a toast and its reason in the status line,
-        which stays until the next run (the outputs are cleared instead of showing 'Error')."""
+        which stays until the next run (the outputs are cleared instead of showing 'Error');
+        the pictures are PIL images tagged with the request (`views.tagged`)."""
         gr = _gradio()
         try:
-            return self.run(*args)
+            outputs = self.run(*args)
         except gr.Error as err:
             with warnings.catch_warnings():  # outside a page request gr.Warning only warns
                 warnings.simplefilter("ignore")
                 gr.Warning(err.message)
             return None, None, None, None, f"**Error:** {err.message}"
+        tag = uuid.uuid4().hex           # each request's pictures are files of their own
+        return tuple(views.tagged(x, tag) if isinstance(x, np.ndarray) else x for x in outputs)
 
 
 def example_pairs(folder: str = EXAMPLE_DIR, dest: str | None = None) -> list[list[str]]:
@@ -229,22 +240,28 @@ def build_app(engine: DemoEngine, handlers: Handlers | None = None, title: str =
         run.click(on_run, [source, target, driving, mode, truncation, refine, paste, side],
                   [result, heat, pasted, video_out, status], preprocess=False,
                   show_progress_on=[status],   # one progress bar, not one per output
-                  concurrency_limit=max(4, settings.batch_size), concurrency_id="reenact")
+                  concurrency_limit=max(4, settings.batch_size), concurrency_id="reenact",
+                  api_name="run")
     return app
 
 
 def serve(engine: DemoEngine, host: str = "127.0.0.1", port: int = 7860, title: str = "",
-          block: bool = True):
-    """Builds the page and serves it (gradio's queue on); block=False returns the running app."""
+          block: bool = True, queue_size: int = QUEUE_SIZE):
+    """Builds the page and serves it; block=False returns the running app. Gradio's queue holds
+    up to `queue_size` Run requests waiting behind the ones running; a request beyond that is
+    refused at once (the page says the app is busy, gradio_client raises QueueError)."""
+    if queue_size < 1:
+        raise ValueError(f"queue_size must be >= 1, got {queue_size}")
     app = build_app(engine, title=title)
-    app.queue(max_size=64)
+    app.queue(max_size=queue_size)
     log.info("serving on http://%s:%d (Ctrl+C stops)", host, port)
     app.launch(server_name=host, server_port=port, prevent_thread_lock=not block,
                show_error=True, quiet=True)       # quiet: no public-link ("share") hint
     return app
 
 
-def launch(engine: DemoEngine, host: str = "127.0.0.1", port: int = 7860, title: str = "") -> None:
+def launch(engine: DemoEngine, host: str = "127.0.0.1", port: int = 7860, title: str = "",
+           queue_size: int = QUEUE_SIZE) -> None:
     """Compiles every jitted function of `engine` once (logged), then serves the page until
     interrupted."""
     _gradio()
@@ -252,4 +269,4 @@ def launch(engine: DemoEngine, host: str = "127.0.0.1", port: int = 7860, title:
                         force=True)
     log.setLevel(logging.INFO)            # the demo's own lines; other libraries' warnings only
     engine.compile()
-    serve(engine, host, port, title=title)
+    serve(engine, host, port, title=title, queue_size=queue_size)

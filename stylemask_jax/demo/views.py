@@ -2,6 +2,7 @@
 
     strip = pair_strip(source_crop, target_crop, reenacted)     # (256, 768, 3)
     heat = mask_heatmap(masks)                                  # (rows * 12, 512, 3)
+    image = tagged(strip, request_id)                           # PIL, for the page
 """
 
 from __future__ import annotations
@@ -65,3 +66,14 @@ def mask_heatmap(masks: Sequence[np.ndarray], width: int = HEAT_WIDTH,
 def mask_summary(masks: Sequence[np.ndarray]) -> str:
     """'layer 0: 0.52, layer 1: 0.47, ...': the mean mask (share taken from the target) per layer."""
     return ", ".join(f"{k}: {float(np.mean(m)):.2f}" for k, m in enumerate(masks))
+
+
+def tagged(image: np.ndarray, tag: str) -> Image.Image:
+    """uint8 (H, W, 3) -> PIL image whose PNG carries `tag` as a text chunk.
+
+    Gradio saves an image result to a file named by its PNG bytes, rewriting it in place; two
+    requests with equal pixels would share that file, and one's rewrite truncates it under the
+    other's download. A tag per request makes the bytes, hence the files, differ."""
+    pil = Image.fromarray(np.asarray(image, np.uint8))
+    pil.info["stylemask-request"] = tag
+    return pil
