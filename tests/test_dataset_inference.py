@@ -4,7 +4,8 @@ The dataset is the small one of tests/dataset_utils.py (stand-in aligner, 2 fram
 6 faces). Inversion uses the e4e fixture (random weights, official layout); evaluation the tiny
 config's random networks with random W+ codes. The 2-device runs are subprocesses with
 XLA_FLAGS=--xla_force_host_platform_device_count=2 and must give the 1-device numbers. A run
-killed with SIGKILL (a subprocess) must resume where its last checkpoint left off.
+killed with SIGKILL (a subprocess) must resume where its last checkpoint left off, and the
+codes are read back row by row (`load_codes` views).
 """
 
 from __future__ import annotations
@@ -25,8 +26,9 @@ pytest.importorskip("tensorflow_datasets")
 pytest.importorskip("array_record")
 
 from stylemask_jax.datasets import load_dataset, make_pairs  # noqa: E402
-from stylemask_jax.datasets.invert import (CODES_DIR, invert_dataset,  # noqa: E402
-                                           load_codes, save_codes)
+from stylemask_jax.datasets.evaluate import pair_inputs  # noqa: E402
+from stylemask_jax.datasets.invert import (CODES_DIR, DatasetCodes,  # noqa: E402
+                                           invert_dataset, load_codes, save_codes)
 from stylemask_jax.errors import UserInputError  # noqa: E402
 
 from dataset_utils import build, make_source  # noqa: E402
@@ -317,3 +319,46 @@ def test_killed_inversion_resumes_inside_its_block(dataset_path, tmp_path):
     assert _invert_counting(reshaped, n_styles=3) == [2, 2, 2]
     assert load_codes(reshaped).shape == (6, 3, 512)
 
+
+def test_codes_are_read_row_by_row(dataset_path, tmp_path, monkeypatch):
+    """8 processes' blocks of the 6 examples (two of them empty): indexing the view reads
+    those rows only and gives what indexing the array gives; a truncated block fails at
+    `load_codes` with its name."""
+    copy = _copy(dataset_path, tmp_path)
+    dataset = load_dataset(copy)
+    codes = np.random.default_rng(0).normal(size=(6, 3, 512)).astype(np.float32)
+    for p in range(8):
+        start, stop = p * 6 // 8, (p + 1) * 6 // 8
+        save_codes(dataset, codes[start:stop], process_index=p, process_count=8)
+    view = load_codes(copy)
+    assert isinstance(view, DatasetCodes)
+    assert (view.shape, view.dtype, len(view), view.nbytes) == ((6, 3, 512), np.float32, 6,
+                                                                codes.nbytes)
+    np.testing.assert_array_equal(np.asarray(view), codes)
+    for key in (3, -1, np.int64(5), [5, 0, 5], np.array([[1, 2], [4, 0]]), slice(1, 6, 2),
+                slice(None, None, -1), np.array([], np.int64)):
+        np.testing.assert_array_equal(view[key], codes[key])
+    pairs = make_pairs(dataset, "cross", num_pairs=5, seed=0)
+    for got, want in zip(pair_inputs(dataset, view, pairs), pair_inputs(dataset, codes, pairs)):
+        np.testing.assert_array_equal(got, want)
+
+    read, real_preadv = [], os.preadv
+
+    def counted_preadv(fd, buffers, position):
+        read.append(real_preadv(fd, buffers, position))
+        return read[-1]
+    monkeypatch.setattr(os, "preadv", counted_preadv)
+    view[[4, 1]]
+    assert read == [3 * 512 * 4] * 2            # two rows' bytes, nothing else
+    monkeypatch.undo()
+
+    for bad in (6, [-7]):
+        with pytest.raises(IndexError):
+            view[bad]
+    for bad in ((0, 1), np.ones(6, bool)):
+        with pytest.raises(TypeError):
+            view[bad]
+    last = os.path.join(copy, CODES_DIR, "wplus-00007-of-00008.npy")
+    os.truncate(last, os.path.getsize(last) - 4)
+    with pytest.raises(UserInputError, match="wplus-00007-of-00008.npy: W\\+ codes"):
+        load_codes(copy)

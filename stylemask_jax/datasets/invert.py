@@ -2,6 +2,7 @@
 
     invert_dataset("data/", encoder, variables)     # on each process of a pod (or just one)
     codes = load_codes("data/")                     # float32 (N, n_styles, 512), record order
+    codes[pairs[:, 0]]                              # reads those rows only
 
 Process p of P inverts its contiguous block of examples (`shards.shard_bounds`) on its own
 devices: the batch is split over a 1-D 'data' mesh of the local devices and the encoder's
@@ -16,11 +17,11 @@ whose file is already there. A block in progress resumes too: its rows go into
 wplus-PPPPP-of-CCCCC.tmp.npy, and every `checkpoint_seconds` the rows written so far are synced
 to disk and counted in wplus-PPPPP-of-CCCCC.progress.json (the header, the block's shape and
 "rows"); a re-run with the same header and shape continues after those rows, anything else
-starts the block over. `load_codes` concatenates the blocks of one complete run.
+starts the block over. `load_codes` reads the blocks of one complete run row by row, on demand.
 
-The block is written with positioned writes, not a memory map: the pages of a mapped file that
-the process touches count in its resident memory until unmapped, so a mapped block would grow
-the process by the block's size (36 KiB an example).
+The .npy files are read and written with positioned reads and writes, not memory maps: the
+pages of a mapped file that the process touches count in its resident memory until unmapped,
+so a mapped block would grow the process by the block's size (36 KiB an example).
 """
 
 from __future__ import annotations
@@ -90,7 +91,7 @@ def _float32_rows(path: str, shape: tuple) -> int | None:
 
 
 def _bytes(array: np.ndarray) -> memoryview:
-    """The bytes of a C-contiguous array (no copy; empty arrays too)."""
+    """The bytes of a C-contiguous array, writable where it is (no copy; empty arrays too)."""
     assert array.flags.c_contiguous
     return memoryview(array.reshape(-1).view(np.uint8))
 
@@ -99,6 +100,17 @@ def _pwrite_all(fd: int, data: memoryview, position: int) -> None:
     while data:
         written = os.pwrite(fd, data, position)
         data, position = data[written:], position + written
+
+
+def _pread_into(fd: int, out: np.ndarray, position: int, path: str) -> None:
+    """Fills the C-contiguous `out` with the bytes of `fd` from `position`."""
+    view = _bytes(out)
+    while view:
+        read = os.preadv(fd, [view], position)
+        if read == 0:
+            raise UserInputError(f"{path}: the file ends early (truncated W+ codes); invert "
+                                 "the dataset again")
+        view, position = view[read:], position + read
 
 
 def _write_json(path: str, value: dict) -> None:
@@ -240,8 +252,95 @@ def invert_dataset(data_dir, encoder, variables, *, batch_size: int = 8, config:
         block.close()
 
 
-def load_codes(data_dir, config: str | None = None) -> np.ndarray:
-    """float32 (N, n_styles, 512): the codes of every example, from one complete run."""
+class DatasetCodes:
+    """The W+ codes of a dataset, read from its blocks on demand: float32 (N, n_styles, 512).
+
+    codes[i] -> (n_styles, 512); codes[indices] (ints of any shape, or a slice) ->
+    (*indices.shape, n_styles, 512), a new array: only those rows are read.
+    np.asarray(codes) reads every row.
+    """
+
+    dtype = np.dtype(np.float32)
+    ndim = 3
+
+    def __init__(self, blocks: list[tuple[int, int, str, int]], shape: tuple):
+        """blocks: (start, stop, .npy path, byte offset of its data), in order, covering
+        0 .. shape[0] (empty blocks left out); shape: (N, n_styles, 512)."""
+        self._blocks = blocks
+        self._starts = np.array([b[0] for b in blocks], np.int64)
+        self.shape = tuple(shape)
+        self._row_bytes = int(np.prod(self.shape[1:])) * 4
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    @property
+    def nbytes(self) -> int:
+        return self.shape[0] * self._row_bytes
+
+    def __repr__(self) -> str:
+        return f"DatasetCodes(shape={self.shape}, blocks={len(self._blocks)})"
+
+    def __getitem__(self, key) -> np.ndarray:
+        if isinstance(key, slice):
+            return self._gather(np.arange(*key.indices(len(self))))
+        index = np.asarray(key) if not isinstance(key, tuple) else None
+        if index is None or (index.dtype.kind not in "iu" and index.size):
+            raise TypeError(f"W+ codes are indexed by example (an int, ints or a slice), got "
+                            f"{key!r}")
+        return self._gather(index.astype(np.int64))
+
+    def _gather(self, index: np.ndarray) -> np.ndarray:
+        n = len(self)
+        flat = index.reshape(-1)
+        if flat.size and (flat.min() < -n or flat.max() >= n):
+            raise IndexError(f"example index out of range for {n} W+ codes")
+        flat = np.where(flat < 0, flat + n, flat)
+        out = np.empty((flat.size, *self.shape[1:]), np.float32)
+        block_of = np.searchsorted(self._starts, flat, side="right") - 1
+        for b in np.unique(block_of):
+            start, _, path, offset = self._blocks[b]
+            with open(path, "rb", buffering=0) as f:
+                for k in np.flatnonzero(block_of == b):
+                    _pread_into(f.fileno(), out[k], offset + (flat[k] - start) * self._row_bytes,
+                                path)
+        return out.reshape(*index.shape, *self.shape[1:])
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        if copy is False:
+            raise ValueError("W+ codes are read from their files: an array of them is a copy")
+        out = np.empty(self.shape, np.float32)
+        for start, stop, path, offset in self._blocks:
+            with open(path, "rb", buffering=0) as f:
+                _pread_into(f.fileno(), out[start:stop], offset, path)
+        return out if dtype is None else out.astype(dtype, copy=False)
+
+
+def _open_blocks(blocks: list[tuple[int, int, str]]) -> DatasetCodes:
+    """The view over one complete run's blocks (start, stop, .npy path), checked: float32,
+    C order, of their rows, the same row shape, complete files."""
+    opened, row_shape = [], None
+    for start, stop, path in blocks:
+        try:
+            shape, dtype, fortran_order, offset = _npy_layout(path)
+        except (OSError, ValueError) as e:
+            raise UserInputError(f"{path}: not a readable .npy file of W+ codes ({e})") from None
+        row_shape = tuple(shape[1:]) if row_shape is None else row_shape
+        expected = (stop - start, *row_shape)
+        if (tuple(shape) != expected or dtype != np.dtype("<f4") or fortran_order
+                or os.path.getsize(path) < offset + int(np.prod(expected)) * 4):
+            raise UserInputError(f"{path}: W+ codes {tuple(shape)} {dtype}"
+                                 f"{' (Fortran order)' if fortran_order else ''}, "
+                                 f"{os.path.getsize(path)} bytes; expected a complete C-order "
+                                 f"float32 {expected}: invert the dataset again")
+        if stop > start:
+            opened.append((start, stop, path, offset))
+    return DatasetCodes(opened, (blocks[-1][1], *row_shape))
+
+
+def load_codes(data_dir, config: str | None = None) -> DatasetCodes:
+    """float32 (N, n_styles, 512): the codes of every example, from one complete run, as a
+    `DatasetCodes` view (rows are read when indexed; np.asarray reads them all)."""
     dataset = data_dir if isinstance(data_dir, FaceDataset) else load_dataset(data_dir, config)
     runs: dict[int, list[tuple[int, int, str]]] = {}
     for header_path in sorted(glob.glob(os.path.join(dataset.path, CODES_DIR, "wplus-*.json"))):
@@ -256,7 +355,7 @@ def load_codes(data_dir, config: str | None = None) -> np.ndarray:
         blocks.sort()
         if len(blocks) == count and [b[0] for b in blocks] == [0] + [b[1] for b in blocks[:-1]] \
                 and blocks[-1][1] == len(dataset):
-            return np.concatenate([np.load(path, mmap_mode="r") for _, _, path in blocks])
+            return _open_blocks(blocks)
     have = {count: len(blocks) for count, blocks in runs.items()}
     raise UserInputError(f"{dataset.path}: no complete set of W+ codes (blocks found per "
                          f"process count: {have or 'none'}); invert the dataset on every process "
