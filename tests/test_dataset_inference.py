@@ -3,7 +3,9 @@
 The dataset is the small one of tests/dataset_utils.py (stand-in aligner, 2 frames per video:
 6 faces). Inversion uses the e4e fixture (random weights, official layout); evaluation the tiny
 config's random networks with random W+ codes. The 2-device runs are subprocesses with
-XLA_FLAGS=--xla_force_host_platform_device_count=2 and must give the 1-device numbers.
+XLA_FLAGS=--xla_force_host_platform_device_count=2 and must give the 1-device numbers. A run
+killed with SIGKILL (a subprocess) must resume where its last checkpoint left off, and the
+codes are read back row by row (`load_codes` views).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import textwrap
@@ -23,8 +26,9 @@ pytest.importorskip("tensorflow_datasets")
 pytest.importorskip("array_record")
 
 from stylemask_jax.datasets import load_dataset, make_pairs  # noqa: E402
-from stylemask_jax.datasets.invert import (CODES_DIR, invert_dataset,  # noqa: E402
-                                           load_codes, save_codes)
+from stylemask_jax.datasets.evaluate import pair_inputs  # noqa: E402
+from stylemask_jax.datasets.invert import (CODES_DIR, DatasetCodes,  # noqa: E402
+                                           invert_dataset, load_codes, save_codes)
 from stylemask_jax.errors import UserInputError  # noqa: E402
 
 from dataset_utils import build, make_source  # noqa: E402
@@ -87,6 +91,39 @@ def _tiny_encoder():
     scope: dict = {}
     exec(TINY_ENCODER, scope)
     return scope["encoder"], scope["variables"]
+
+
+ENCODED: list[int] = []     # rows of each call of a CountingEncoder in this process
+
+
+def _record(kill_at: int, rows) -> None:
+    ENCODED.append(len(rows))
+    if len(ENCODED) == kill_at:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+class CountingEncoder(nn.Module):
+    """TinyEncoder recording the rows of every call in ENCODED (a host callback in the jitted
+    function); call number `kill_at` (0: none) kills the process with SIGKILL, as a crash or
+    a preempted machine would."""
+
+    n_styles: int = 4
+    kill_at: int = 0
+
+    @nn.compact
+    def __call__(self, x):
+        import functools
+        from jax.experimental import io_callback
+        io_callback(functools.partial(_record, self.kill_at), None, x[:, 0, 0, 0])
+        return TinyEncoder(self.n_styles, name="encoder")(x)
+
+
+def _counting_variables(n_styles: int = 4):
+    import jax
+    import jax.numpy as jnp
+    variables = CountingEncoder(n_styles).init(jax.random.key(0), jnp.zeros((1, 256, 256, 3)))
+    ENCODED.clear()
+    return variables
 
 
 def _check_inversion(dataset_path, encoder, variables, batch_size, tmp_path):
@@ -221,3 +258,107 @@ def test_evaluate_dataset_command(dataset_path, tmp_path, capsys):
     again = evaluate("--pairs", first["pairs_file"])
     for name in ("csim", "pose_error", "expression_error"):
         assert again[name] == first[name]
+
+
+def _killed_run(copy: str, kill_at: int, batch_size: int) -> None:
+    """Inverts `copy` in a subprocess (this process's devices) until the encoder's call number
+    `kill_at` kills it; a checkpoint after every batch."""
+    script = textwrap.dedent(f"""
+        import sys
+        sys.path.insert(0, {os.path.dirname(__file__)!r})
+        from test_dataset_inference import CountingEncoder, _counting_variables
+        from stylemask_jax.datasets.invert import invert_dataset
+        invert_dataset({copy!r}, CountingEncoder(kill_at={kill_at}), _counting_variables(),
+                       batch_size={batch_size}, checkpoint_seconds=0, progress=False)
+    """)
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == -signal.SIGKILL, result.stderr[-3000:]
+
+
+def _invert_counting(path: str, n_styles: int = 4) -> list[int]:
+    """Inverts `path` in this process (2 faces a batch); returns the rows of each encoder call."""
+    variables = _counting_variables(n_styles)
+    invert_dataset(path, CountingEncoder(n_styles), variables, batch_size=2,
+                   checkpoint_seconds=0, progress=False)
+    return list(ENCODED)
+
+
+def test_killed_inversion_resumes_inside_its_block(dataset_path, tmp_path):
+    """Killed during its 2nd batch of 3, the run leaves 2 rows recorded; the rerun encodes
+    the other 4 only and gives exactly the codes of a run never killed (the same batches
+    through the same compiled function). A progress file of another dataset (fingerprint), or
+    an encoder with another row shape, starts the block over."""
+    whole = _copy(dataset_path, tmp_path / "whole")
+    assert _invert_counting(whole) == [2, 2, 2]
+    expected = np.asarray(load_codes(whole))
+
+    killed = _copy(dataset_path, tmp_path / "killed")
+    _killed_run(killed, kill_at=2, batch_size=2)
+    folder = os.path.join(killed, CODES_DIR)
+    assert sorted(os.listdir(folder)) == ["wplus-00000-of-00001.progress.json",
+                                          "wplus-00000-of-00001.tmp.npy"]
+    with open(os.path.join(folder, "wplus-00000-of-00001.progress.json")) as f:
+        progress = json.load(f)
+    assert progress["rows"] == 2 and progress["shape"] == [6, 4, 512]
+    for name in ("rebuilt", "reshaped"):
+        shutil.copytree(killed, str(tmp_path / name / "data"))
+
+    assert _invert_counting(killed) == [2, 2]
+    assert sorted(os.listdir(folder)) == ["wplus-00000-of-00001.json",
+                                          "wplus-00000-of-00001.npy"]
+    np.testing.assert_array_equal(load_codes(killed), expected)
+
+    rebuilt = str(tmp_path / "rebuilt" / "data")
+    progress_file = os.path.join(rebuilt, CODES_DIR, "wplus-00000-of-00001.progress.json")
+    with open(progress_file, "w") as f:
+        json.dump(dict(progress, fingerprint="another build"), f)
+    assert _invert_counting(rebuilt) == [2, 2, 2]
+    np.testing.assert_array_equal(load_codes(rebuilt), expected)
+    reshaped = str(tmp_path / "reshaped" / "data")
+    assert _invert_counting(reshaped, n_styles=3) == [2, 2, 2]
+    assert load_codes(reshaped).shape == (6, 3, 512)
+
+
+def test_codes_are_read_row_by_row(dataset_path, tmp_path, monkeypatch):
+    """8 processes' blocks of the 6 examples (two of them empty): indexing the view reads
+    those rows only and gives what indexing the array gives; a truncated block fails at
+    `load_codes` with its name."""
+    copy = _copy(dataset_path, tmp_path)
+    dataset = load_dataset(copy)
+    codes = np.random.default_rng(0).normal(size=(6, 3, 512)).astype(np.float32)
+    for p in range(8):
+        start, stop = p * 6 // 8, (p + 1) * 6 // 8
+        save_codes(dataset, codes[start:stop], process_index=p, process_count=8)
+    view = load_codes(copy)
+    assert isinstance(view, DatasetCodes)
+    assert (view.shape, view.dtype, len(view), view.nbytes) == ((6, 3, 512), np.float32, 6,
+                                                                codes.nbytes)
+    np.testing.assert_array_equal(np.asarray(view), codes)
+    for key in (3, -1, np.int64(5), [5, 0, 5], np.array([[1, 2], [4, 0]]), slice(1, 6, 2),
+                slice(None, None, -1), np.array([], np.int64)):
+        np.testing.assert_array_equal(view[key], codes[key])
+    pairs = make_pairs(dataset, "cross", num_pairs=5, seed=0)
+    for got, want in zip(pair_inputs(dataset, view, pairs), pair_inputs(dataset, codes, pairs)):
+        np.testing.assert_array_equal(got, want)
+
+    read, real_preadv = [], os.preadv
+
+    def counted_preadv(fd, buffers, position):
+        read.append(real_preadv(fd, buffers, position))
+        return read[-1]
+    monkeypatch.setattr(os, "preadv", counted_preadv)
+    view[[4, 1]]
+    assert read == [3 * 512 * 4] * 2            # two rows' bytes, nothing else
+    monkeypatch.undo()
+
+    for bad in (6, [-7]):
+        with pytest.raises(IndexError):
+            view[bad]
+    for bad in ((0, 1), np.ones(6, bool)):
+        with pytest.raises(TypeError):
+            view[bad]
+    last = os.path.join(copy, CODES_DIR, "wplus-00007-of-00008.npy")
+    os.truncate(last, os.path.getsize(last) - 4)
+    with pytest.raises(UserInputError, match="wplus-00007-of-00008.npy: W\\+ codes"):
+        load_codes(copy)

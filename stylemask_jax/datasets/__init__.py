@@ -15,12 +15,12 @@ from stylemask_jax.datasets.build import (BuildReport, FaceDataset, build_datase
                                           load_dataset)
 from stylemask_jax.datasets.crops import FaceCrop, crop_landmarks
 from stylemask_jax.datasets.evaluate import evaluate_dataset
-from stylemask_jax.datasets.invert import (invert_dataset, load_codes,
+from stylemask_jax.datasets.invert import (DatasetCodes, invert_dataset, load_codes,
                                            save_codes)
 from stylemask_jax.datasets.pairs import make_pairs, read_pairs, write_pairs
 from stylemask_jax.datasets.shards import shard_bounds, shard_indices
 
-__all__ = ["BuildReport", "FaceCrop", "FaceDataset", "build_dataset",
+__all__ = ["BuildReport", "DatasetCodes", "FaceCrop", "FaceDataset", "build_dataset",
            "crop_landmarks", "evaluate_dataset", "invert_dataset",
            "load_codes", "load_dataset", "make_pairs", "read_pairs",
            "save_codes", "shard_bounds", "shard_indices", "write_pairs"]

@@ -50,6 +50,16 @@ def pair_metrics(mask_params, frozen, w_source, w_target, source_images, target_
     return image_metrics(nets, frozen, config, source_images, target_images, reenacted)
 
 
+def pair_inputs(dataset: FaceDataset, codes, pairs: np.ndarray) -> list[np.ndarray]:
+    """[w_source, w_target, source crops, target crops] of int (b, 2) `pairs`: the rows of
+    `codes` (a `load_codes` view reads only these) and the crops in [-1, 1], as `pair_metrics`
+    takes them."""
+    def crops(indices):
+        return from_uint8(np.stack([ex["image"] for ex in dataset.examples(indices)]))
+    return [np.asarray(codes[pairs[:, 0]], np.float32), np.asarray(codes[pairs[:, 1]], np.float32),
+            crops(pairs[:, 0]), crops(pairs[:, 1])]
+
+
 def evaluate_dataset(data_dir, pairs, nets, frozen, mask_params, config, *, codes=None,
                      batch_size: int = 8, mesh=None, out: str | None = None,
                      progress: bool = True) -> dict:
@@ -58,7 +68,8 @@ def evaluate_dataset(data_dir, pairs, nets, frozen, mask_params, config, *, code
     data_dir: a dataset folder / build out_dir, or a `FaceDataset`.
     pairs: int (n, 2) (source index, target index), e.g. from `make_pairs` / `read_pairs`.
     nets, frozen, mask_params, config: as `training.evaluation` (e.g. `build_networks`).
-    codes: (N, n_latent, style_dim) W+ codes of every example (default: `load_codes`).
+    codes: (N, n_latent, style_dim) W+ codes of every example, an array or anything indexed
+        by example like it (default: `load_codes`, which reads each batch's rows only).
     out: a .json file for the means, the per-pair values and the pairs.
     """
     dataset = data_dir if isinstance(data_dir, FaceDataset) else load_dataset(data_dir)
@@ -79,15 +90,10 @@ def evaluate_dataset(data_dir, pairs, nets, frozen, mask_params, config, *, code
                  in_shardings=(same, same, data, data, data, data), out_shardings=data)
     params, weights = jax.device_put((mask_params, frozen), same)
 
-    def load(chunk):
-        def crops(indices):
-            return from_uint8(np.stack([ex["image"] for ex in dataset.examples(indices)]))
-        return [np.asarray(codes[chunk[:, 0]], np.float32),
-                np.asarray(codes[chunk[:, 1]], np.float32), crops(chunk[:, 0]), crops(chunk[:, 1])]
-
     per_pair = {name: [] for name in METRICS}
     for _, result in iter_batches(lambda *xs: fn(params, weights, *xs), [pairs], batch,
-                                  load=load, desc="evaluate" if progress else None, unit="pair"):
+                                  load=lambda chunk: pair_inputs(dataset, codes, chunk),
+                                  desc="evaluate" if progress else None, unit="pair"):
         for name in METRICS:
             per_pair[name].append(np.asarray(result[name], np.float64))
     per_pair = {name: np.concatenate(values) for name, values in per_pair.items()}
