@@ -25,6 +25,8 @@ from stylemask_jax.sharding import data_sharding, replicated
 INPUT_TYPES = ("z", "w", "wplus")
 CPU_CHUNK = 1            # images synthesised at a time on a CPU (`synthesis_chunk`)
 CHUNK_FROM_SIZE = 256    # ... for generators of this size and more
+WHOLE_UP_TO = 3          # ... and batches of more images than one full pair (source, target,
+                         # reenacted), which ran 5% faster whole (benchmarks/results/chunking.md)
 
 
 def encode_wplus(gen: Generator, gvars, codes: jax.Array, input_type: str,
@@ -62,12 +64,12 @@ def synthesize(gen: Generator, gvars, styles: Sequence[jax.Array], wplus: jax.Ar
     """Conv-layer styles + W+ (ToRGB rows) -> images (B, H, W, 3), optionally pooled to 256.
 
     chunk: synthesise this many images at a time (a `lax.map` over the batch) when it divides
-    a larger batch, so that a batch streams through the high-resolution layers as a small one
-    does (see `synthesis_chunk`); None: the whole batch at once. The images are the same up to
-    float rounding.
+    a batch of more than WHOLE_UP_TO images, so that a batch streams through the
+    high-resolution layers as a small one does (see `synthesis_chunk`); None: the whole batch at
+    once. The images are the same up to float rounding.
     """
     batch = wplus.shape[0]
-    if chunk is None or chunk >= batch or batch % chunk:
+    if chunk is None or batch <= max(chunk, WHOLE_UP_TO) or batch % chunk:
         images = gen.apply(gvars, list(styles), wplus, method=Generator.synthesize)
         return face_pool(images) if resize_256 else images
 

@@ -31,7 +31,7 @@ from dataset_utils import make_clips, make_source  # noqa: E402
 from test_dataset import dataset_files  # noqa: E402
 
 TESTS = os.path.dirname(os.path.abspath(__file__))
-NUM_CLIPS, NUM_FRAMES = 8, 6          # 48 frames: more than IN_PROCESS_FRAMES, so 2 workers
+NUM_CLIPS, NUM_FRAMES = 8, 6
 
 
 def start_build(src: str, out: str, workers: int) -> subprocess.Popen:
@@ -40,7 +40,8 @@ def start_build(src: str, out: str, workers: int) -> subprocess.Popen:
         import sys
         sys.path.insert(0, {TESTS!r})
         from dataset_utils import SlowStandIn
-        from stylemask_jax.datasets import build_dataset
+        from stylemask_jax.datasets import build_dataset, pipeline
+        pipeline.IN_PROCESS_FRAMES = 0          # worker processes even for this small source
         report = build_dataset({src!r}, {out!r}, aligner=SlowStandIn(), workers={workers},
                                progress=False)
         print("report", report.items_reused, report.items_aligned, report.runner)

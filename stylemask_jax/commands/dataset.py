@@ -15,7 +15,7 @@ from stylemask_jax.commands.args import (DefaultsHelpFormatter, at_least, at_lea
 from stylemask_jax.outputs import check_output_dir
 
 datasets = library("stylemask_jax.datasets")
-IN_PROCESS_FRAMES = 40      # = datasets.pipeline.IN_PROCESS_FRAMES (a test checks), without Beam
+IN_PROCESS_FRAMES = 150     # = datasets.pipeline.IN_PROCESS_FRAMES (a test checks), without Beam
 
 
 def add_arguments(p) -> None:

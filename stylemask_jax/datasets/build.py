@@ -33,13 +33,12 @@ from typing import Any
 
 import numpy as np
 
-from stylemask_jax.datasets import sources
+from stylemask_jax.datasets import pipeline, sources
 from stylemask_jax.datasets.builder import (DATASET_NAME, PlannedItem, StylemaskFaces,
                                             config_for, config_name, plan_shards, tfds)
 from stylemask_jax.datasets.items import (MAX_LISTED_SKIPS, AlignSettings, ItemCache,
                                           item_key)
-from stylemask_jax.datasets.pipeline import (IN_PROCESS_FRAMES, align_items, create_runner,
-                                             plan_runner)
+from stylemask_jax.datasets.pipeline import align_items, create_runner, plan_runner
 from stylemask_jax.errors import UserInputError
 from stylemask_jax.outputs import check_output_dir
 
@@ -157,7 +156,7 @@ def build_dataset(src: str | os.PathLike, out_dir: str | os.PathLike, *, frame_s
     settings = AlignSettings(frame_stride, max_frames, max_detect_side, aligner, read_photo,
                              read_video)
     plan = plan_runner(workers, beam_options,
-                       estimate_frames(source, settings, enough=IN_PROCESS_FRAMES))
+                       estimate_frames(source, settings, enough=pipeline.IN_PROCESS_FRAMES))
     work = os.path.join(out_dir, WORK_FOLDER, config_name(frame_stride, max_frames))
     cache = ItemCache(work)
     keys = [item_key(source, item, settings) for item in source.items]

@@ -57,8 +57,9 @@ except ImportError as err:
 LOCAL_RUNNERS = ("DirectRunner", "SwitchingDirectRunner", "BundleBasedDirectRunner",
                  "FnApiRunner", "direct")
 # Below this many frames a build aligns in the main process: starting Beam's worker processes
-# costs more than they save (measured in benchmarks/dataset.py, see docs/datasets.md).
-IN_PROCESS_FRAMES = 40
+# costs more than they save (benchmarks/results/dataset.md: on 2 cores, 2 workers were slower
+# up to 80 frames of 320 px and faster from 160).
+IN_PROCESS_FRAMES = 150
 JAVA_RUNNERS = ("FlinkRunner", "SparkRunner")
 POLL_S = 0.5
 
