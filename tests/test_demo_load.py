@@ -334,7 +334,8 @@ def test_a_full_queue_in_the_browser(held_server, tmp_path, monkeypatch):
         browser.get(url)            # the first example pair is already in the inputs
         wait = WebDriverWait(browser, 60)
         wait.until(lambda b: b.find_elements(By.CSS_SELECTOR, "#source img"))
-        browser.find_element(By.CSS_SELECTOR, "#run").click()
+        # on a loaded machine the button can render after the example images
+        wait.until(lambda b: b.find_elements(By.CSS_SELECTOR, "#run"))[0].click()
         start = time.monotonic()
         wait.until(lambda b: BUSY_PAGE in b.find_element(By.TAG_NAME, "body").text)
         assert time.monotonic() - start < PROMPT_S

@@ -39,6 +39,9 @@ OTHER_TOOLS_FLAGS = {
     "--xla_cpu_enable_xprof_traceme",  # XLA (XLA_FLAGS): per-op trace events
     "--xla_backend_optimization_level",  # XLA (XLA_FLAGS): benchmarks.train_memory --fast-compile
     "--xla_llvm_disable_expensive_passes",  # XLA (XLA_FLAGS): the same
+    # Apache Beam pipeline options, passed through `dataset build --beam-options`
+    "--runner", "--flink_master", "--environment_type", "--flink_job_server_jar",
+    "--spark_master_url",
 }
 
 # Sub-commands that take `--config.x=y` overrides (besides any whose parser says so itself).

@@ -41,6 +41,7 @@ from stylemask_jax.datasets.items import (MAX_LISTED_SKIPS, AlignSettings, ItemC
 from stylemask_jax.datasets.pipeline import align_items, create_runner, plan_runner
 from stylemask_jax.errors import UserInputError
 from stylemask_jax.outputs import check_output_dir
+from stylemask_jax.photos.video import probe_video
 
 TABLE_FILE = "examples.npz"      # identity_id / video_id / frame per record, next to the data
 TABLE_KEYS = ("identity_id", "video_id", "frame", "identity", "video")
@@ -69,7 +70,6 @@ def _stale_incomplete_dirs(data_path: str) -> list[str]:
 
 def estimate_frames(source: sources.Source, settings: AlignSettings, enough: int) -> int:
     """The frames a build will read, counted until `enough` (videos: from their headers)."""
-    from stylemask_jax.photos.video import probe_video
     total = 0
     for item in source.items:
         if item.kind == "photo":
