@@ -36,6 +36,7 @@ batch exceeds 85% of the available RAM (unless `--force`).
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 
@@ -100,7 +101,10 @@ def worker_jax(spec: dict) -> dict:
 
 def worker_microbatch(spec: dict) -> dict:
     """Compiles the step once per micro-batch of spec['microbatches'], then times `iters`
-    interleaved rounds of the ones that fit the RAM (wall and process CPU time per step)."""
+    interleaved rounds of the ones that fit the RAM (wall and process CPU time per step). The
+    result so far is rewritten to the JSON file spec['partial'] after every compile and step,
+    for the parent to report when the worker dies (a full-size round takes most of an hour)."""
+    import json
     import importlib
     import statistics
 
@@ -118,7 +122,19 @@ def worker_microbatch(spec: dict) -> dict:
     optimizer = state_lib.make_optimizer(config.learning_rate, config.weight_decay)
     state = state_lib.initial_state(nets, config, optimizer, mesh)
     batch = loop.global_batch(loop.host_batch(state.key, 0, config, nets.generator.style_dim), mesh)
+    limit, source = microbatch.memory_limit(config, jax.local_devices())
     rows, steps = {}, {}
+    result = dict(rows=rows, batch=config.batch_size, remat=config.remat, limit=limit,
+                  limit_source=source, load_start=harness.load_average())
+
+    def save():
+        for r in rows.values():
+            if r["times"]:
+                r.update(median_s=statistics.median(r["times"]), cpu_s=statistics.median(r["cpu"]))
+        with open(spec["partial"], "w") as f:
+            json.dump(dict(result, rows={str(m): r for m, r in rows.items()},
+                           load_end=harness.load_average()), f)
+
     for m in spec["microbatches"]:
         state = state_lib.initial_state(nets, config, optimizer, mesh)  # one per m: donated
         step = loop.make_train_step(nets, config, optimizer, mesh, size=m)
@@ -132,8 +148,7 @@ def worker_microbatch(spec: dict) -> dict:
                                   f"{harness.available_bytes() / 2**30:.1f} GiB available: not run")
         else:
             steps[m] = [compiled, state]
-        print(f"  micro-batch {m}: compiled in {rows[m]['compile_s']:.0f} s, XLA total "
-              f"{rows[m]['xla_total'] / 2**30:.2f} GiB", file=sys.stderr, flush=True)
+        save()
 
     def one_step(m):
         compiled, state = steps[m]
@@ -148,15 +163,9 @@ def worker_microbatch(spec: dict) -> dict:
         rows[m]["times"].append(time.perf_counter() - start)
         rows[m]["cpu"].append(harness.cpu_seconds() - cpu_start)
         rows[m]["loss"] = float(metrics["loss"])
-        print(f"  [{time.strftime('%H:%M:%S')} load {harness.load_average()}] micro-batch {m}: "
-              f"{rows[m]['times'][-1]:.1f} s, CPU {rows[m]['cpu'][-1]:.1f} s", file=sys.stderr,
-              flush=True)
-    for r in rows.values():
-        if r["times"]:
-            r.update(median_s=statistics.median(r["times"]), cpu_s=statistics.median(r["cpu"]))
-    limit, source = microbatch.memory_limit(config, jax.local_devices())
-    return dict(rows={str(m): r for m, r in rows.items()}, batch=config.batch_size,
-                remat=config.remat, limit=limit, limit_source=source)
+        save()
+    with open(spec["partial"]) as f:
+        return json.load(f)
 
 
 def torch_flame(model, torch):
@@ -237,7 +246,10 @@ def microbatch_report(args, r: dict) -> str:
                                   f"{r['remat']}, global batch {r['batch']} on one device"),
            f"{args.warmup} warm-up + {args.iters} timed step(s) per micro-batch, interleaved "
            f"rounds in one process; load average (1/5/15 min) at the start {r['load_start']}, "
-           f"at the end {r['load_end']}", ""]
+           f"at the end {r['load_end']}"]
+    if "stopped" in r:
+        out.append(f"THE WORKER STOPPED EARLY ({r['stopped']}): the figures it had written")
+    out.append("")
     rows = r["rows"]
     base = rows.get("1", {}).get("cpu_s")
     table = []
@@ -323,11 +335,19 @@ def add_arguments(parser):
 def run_microbatches(args):
     if args.batches and len(args.batches) > 1:
         raise SystemExit("--microbatches takes one batch (--batches N)")
-    spec = dict(impl="microbatch", config=args.config, batch=(args.batches or [0])[0],
-                microbatches=args.microbatches, warmup=args.warmup, iters=args.iters)
-    result = harness.run_worker(MODULE, spec, args.timeout)
-    if "error" in result:
-        raise SystemExit(f"the worker failed: {result['error']}")
+    import json
+    import tempfile
+    with tempfile.TemporaryDirectory() as folder:
+        partial = os.path.join(folder, "partial.json")
+        spec = dict(impl="microbatch", config=args.config, batch=(args.batches or [0])[0],
+                    microbatches=args.microbatches, warmup=args.warmup, iters=args.iters,
+                    partial=partial)
+        result = harness.run_worker(MODULE, spec, args.timeout)
+        if "error" in result:
+            if not os.path.exists(partial):
+                raise SystemExit(f"the worker failed: {result['error']}")
+            with open(partial) as f:
+                result = dict(json.load(f), stopped=result["error"])
     print(microbatch_report(args, result))
 
 
