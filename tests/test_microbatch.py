@@ -192,6 +192,16 @@ def test_auto_is_an_error_when_not_even_micro_batch_1_fits(compiled_steps, needs
         f"2: {microbatch.size_text(needs[2])}, 1: {microbatch.size_text(needs[1])}")
 
 
+def test_auto_needs_a_memory_analysis():
+    class NoAnalysis:
+        def memory_analysis(self):
+            return None
+
+    with pytest.raises(UserInputError, match="config.microbatch=auto: this backend reports no "
+                                             "memory analysis"):
+        microbatch.choose(BATCH, lambda m: NoAnalysis(), GIB, "a test's limit")
+
+
 def test_auto_trains_like_that_micro_batch_set_by_hand(needs, tmp_path, capsys):
     """The first step with "auto" (choosing 2) gives the metrics of microbatch=2, and the step
     chosen is not compiled again, also when a run resumes: one compilation per candidate tried

@@ -158,6 +158,9 @@ def choose(per_device: int, compile_step: Callable, limit: int, source: str):
     needs = {}
     for m in candidates(per_device):
         compiled = compile_step(m)
+        if compiled.memory_analysis() is None:
+            raise UserInputError(f"config.microbatch={AUTO}: this backend reports no memory "
+                                 "analysis of the compiled step; set config.microbatch to a number")
         needs[m] = step_bytes(compiled)
         if needs[m] <= limit:
             refused = ""
