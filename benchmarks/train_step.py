@@ -131,9 +131,10 @@ def worker_microbatch(spec: dict) -> dict:
         for r in rows.values():
             if r["times"]:
                 r.update(median_s=statistics.median(r["times"]), cpu_s=statistics.median(r["cpu"]))
-        with open(spec["partial"], "w") as f:
+        with open(spec["partial"] + ".new", "w") as f:
             json.dump(dict(result, rows={str(m): r for m, r in rows.items()},
                            load_end=harness.load_average()), f)
+        os.replace(spec["partial"] + ".new", spec["partial"])  # never half written
 
     for m in spec["microbatches"]:
         state = state_lib.initial_state(nets, config, optimizer, mesh)  # one per m: donated
@@ -158,6 +159,13 @@ def worker_microbatch(spec: dict) -> dict:
     for m in list(steps) * spec["warmup"]:
         jax.block_until_ready(one_step(m))
     for m in harness.alternating(list(steps), spec["iters"]):
+        # Checked again before every step: other processes may have taken the memory since.
+        available = harness.available_bytes() + harness.current_rss()
+        if rows[m]["xla_total"] > 0.85 * available:
+            rows[m]["skipped"] = (f"a step skipped at {time.strftime('%H:%M')}: XLA total > 85% "
+                                  f"of {available / 2**30:.1f} GiB available + this worker's RSS")
+            save()
+            continue
         start, cpu_start = time.perf_counter(), harness.cpu_seconds()
         metrics = jax.block_until_ready(one_step(m))
         rows[m]["times"].append(time.perf_counter() - start)
