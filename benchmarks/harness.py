@@ -236,12 +236,12 @@ def pooled_medians(runs: list[dict], per: float = 1.0) -> dict:
 
 
 def xla_memory(compiled) -> dict:
-    """Byte counts from a compiled executable's memory analysis (0 where unavailable)."""
+    """Byte counts from a compiled executable's memory analysis (0 where unavailable); the
+    total is what config.microbatch=auto compares with the memory limit."""
+    from stylemask_jax.training.microbatch import step_bytes
     stats = compiled.memory_analysis()
     get = lambda name: int(getattr(stats, name, 0) or 0)  # noqa: E731
-    total = (get("argument_size_in_bytes") + get("output_size_in_bytes") + get("temp_size_in_bytes")
-             - get("alias_size_in_bytes"))
-    return {"xla_total": total, "xla_temp": get("temp_size_in_bytes"),
+    return {"xla_total": step_bytes(compiled), "xla_temp": get("temp_size_in_bytes"),
             "xla_args": get("argument_size_in_bytes"), "xla_out": get("output_size_in_bytes"),
             "xla_alias": get("alias_size_in_bytes")}
 

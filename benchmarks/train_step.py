@@ -3,6 +3,7 @@
     python -m benchmarks.train_step                          # batch 1, remat off and on, torch
     python -m benchmarks.train_step --batches 1,4 --impls jax,jax-remat
     python -m benchmarks.train_step --batches 12 --impls jax --memory-only   # XLA's figure only
+    python -m benchmarks.train_step --microbatches 1 2 4 12 --warmup 0 --iters 1
 
 The paper's objective with random weights at full size: configs/ffhq1024.py with every
 `config.weights.*` set to None (StyleGAN2 1024, DECA ResNet-50, IR-SE-50 at full size), 12
@@ -20,6 +21,12 @@ and ArcFace, the losses, backward, Adam with coupled weight decay.
              crop) in float32, `total.backward()` and torch.optim.Adam(lr 1e-4, weight_decay
              5e-4) on the mask network; frozen networks have requires_grad False.
 
+`--microbatches M ...`: the step of configs/NAME.py as it is (its remat, its batch_size on one
+device unless --batches gives one batch) with config.microbatch M, every M compiled in ONE worker
+(compile time, XLA total) and run in `--iters` interleaved rounds (M1 M2 .. then back), so each M
+sees the same drift in the machine's load; a step whose XLA total exceeds 85% of the available RAM
+is compiled but not run. Also prints the limit `config.microbatch=auto` would use here.
+
 Each configuration runs in a fresh worker process (see benchmarks/harness.py: "RSS peak" and
 "XLA total"). JAX: lower + compile, `--warmup` steps, `--iters` timed steps (median). A JAX batch
 whose XLA total exceeds 85% of the available RAM, or every batch with `--memory-only`, is compiled
@@ -29,6 +36,7 @@ batch exceeds 85% of the available RAM (unless `--force`).
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 
@@ -89,6 +97,83 @@ def worker_jax(spec: dict) -> dict:
         timing = harness.time_calls(one_step, spec["warmup"], spec["iters"], jax.block_until_ready)
     loss = float(jax.device_get(one_step()[1]["loss"]))
     return dict(timing, compile_s=compile_s, rss_peak=rss.peak_delta, loss=loss, **memory)
+
+
+def worker_microbatch(spec: dict) -> dict:
+    """Compiles the step once per micro-batch of spec['microbatches'], then times `iters`
+    interleaved rounds of the ones that fit the RAM (wall and process CPU time per step). The
+    result so far is rewritten to the JSON file spec['partial'] after every compile and step,
+    for the parent to report when the worker dies (a full-size round takes most of an hour)."""
+    import json
+    import importlib
+    import statistics
+
+    import jax
+    from stylemask_jax.sharding import data_mesh
+    from stylemask_jax.training import loop, microbatch, networks, state as state_lib
+
+    config = importlib.import_module(f"configs.{spec['config']}").get_config()
+    remat = config.remat
+    config = full_size_config(spec["batch"] or config.batch_size, False, spec["config"])
+    config.remat = remat
+    nets, frozen = networks.build_networks(config)
+    frozen = dict(frozen, flame=random_flame_model(config))
+    mesh = data_mesh(1)
+    optimizer = state_lib.make_optimizer(config.learning_rate, config.weight_decay)
+    state = state_lib.initial_state(nets, config, optimizer, mesh)
+    batch = loop.global_batch(loop.host_batch(state.key, 0, config, nets.generator.style_dim), mesh)
+    limit, source = microbatch.memory_limit(config, jax.local_devices())
+    rows, steps = {}, {}
+    result = dict(rows=rows, batch=config.batch_size, remat=config.remat, limit=limit,
+                  limit_source=source, load_start=harness.load_average())
+
+    def save():
+        for r in rows.values():
+            if r["times"]:
+                r.update(median_s=statistics.median(r["times"]), cpu_s=statistics.median(r["cpu"]))
+        with open(spec["partial"] + ".new", "w") as f:
+            json.dump(dict(result, rows={str(m): r for m, r in rows.items()},
+                           load_end=harness.load_average()), f)
+        os.replace(spec["partial"] + ".new", spec["partial"])  # never half written
+
+    for m in spec["microbatches"]:
+        state = state_lib.initial_state(nets, config, optimizer, mesh)  # one per m: donated
+        step = loop.make_train_step(nets, config, optimizer, mesh, size=m)
+        start, cpu_start = time.perf_counter(), harness.cpu_seconds()
+        compiled = step.lower(state, frozen, batch).compile()
+        rows[m] = dict(compile_s=time.perf_counter() - start,
+                       compile_cpu_s=harness.cpu_seconds() - cpu_start,
+                       **harness.xla_memory(compiled), times=[], cpu=[])
+        if rows[m]["xla_total"] > 0.85 * harness.available_bytes():
+            rows[m]["skipped"] = (f"XLA total {rows[m]['xla_total'] / 2**30:.1f} GiB > 85% of "
+                                  f"{harness.available_bytes() / 2**30:.1f} GiB available: not run")
+        else:
+            steps[m] = [compiled, state]
+        save()
+
+    def one_step(m):
+        compiled, state = steps[m]
+        steps[m][1], metrics = compiled(state, frozen, batch)
+        return metrics
+
+    for m in list(steps) * spec["warmup"]:
+        jax.block_until_ready(one_step(m))
+    for m in harness.alternating(list(steps), spec["iters"]):
+        # Checked again before every step: other processes may have taken the memory since.
+        available = harness.available_bytes() + harness.current_rss()
+        if rows[m]["xla_total"] > 0.85 * available:
+            rows[m]["skipped"] = (f"a step skipped at {time.strftime('%H:%M')}: XLA total > 85% "
+                                  f"of {available / 2**30:.1f} GiB available + this worker's RSS")
+            save()
+            continue
+        start, cpu_start = time.perf_counter(), harness.cpu_seconds()
+        metrics = jax.block_until_ready(one_step(m))
+        rows[m]["times"].append(time.perf_counter() - start)
+        rows[m]["cpu"].append(harness.cpu_seconds() - cpu_start)
+        rows[m]["loss"] = float(metrics["loss"])
+        save()
+    with open(spec["partial"]) as f:
+        return json.load(f)
 
 
 def torch_flame(model, torch):
@@ -158,7 +243,45 @@ def worker_torch(spec: dict) -> dict:
     return dict(timing, rss_peak=rss.peak_delta, loss=float(one_step().detach()))
 
 
-WORKERS = {"jax": worker_jax, "jax-remat": worker_jax, "torch": worker_torch}
+WORKERS = {"jax": worker_jax, "jax-remat": worker_jax, "torch": worker_torch,
+           "microbatch": worker_microbatch}
+
+
+def microbatch_report(args, r: dict) -> str:
+    """The table of a --microbatches run (one worker result)."""
+    out = [harness.machine_header(f"StyleMask training step, configs/{args.config}.py with every "
+                                  "weights entry None (random networks), float32, remat "
+                                  f"{r['remat']}, global batch {r['batch']} on one device"),
+           f"{args.warmup} warm-up + {args.iters} timed step(s) per micro-batch, interleaved "
+           f"rounds in one process; load average (1/5/15 min) at the start {r['load_start']}, "
+           f"at the end {r['load_end']}"]
+    if "stopped" in r:
+        out.append(f"THE WORKER STOPPED EARLY ({r['stopped']}): the figures it had written")
+    out.append("")
+    rows = r["rows"]
+    base = rows.get("1", {}).get("cpu_s")
+    table = []
+    for m, row in rows.items():
+        timed = "median_s" in row
+        table.append([m, r["batch"] // int(m), harness.fmt(row["compile_s"], ".0f"),
+                      harness.fmt(row["compile_cpu_s"], ".0f"),
+                      f"{row['xla_total'] / 2**30:.2f}", f"{row['xla_temp'] / 2**30:.2f}",
+                      len(row["times"]), harness.fmt(row.get("median_s"), ".1f"),
+                      harness.fmt(row.get("cpu_s"), ".1f"),
+                      harness.times(row["cpu_s"] / base) if timed and base else "-",
+                      harness.fmt(r["batch"] / row["cpu_s"], ".3f") if timed else "-",
+                      "yes" if row["xla_total"] <= r["limit"] else "no",
+                      row.get("skipped", "")])
+    out.append(harness.markdown_table(
+        ["micro-batch", "chunks", "compile s", "compile CPU s", "XLA total GiB", "XLA temp GiB",
+         "steps timed", "median s/step", "median CPU s/step", "CPU / micro-batch 1",
+         "pairs per CPU s", "fits auto's limit", "note"], table))
+    out += ["", f"config.microbatch=auto's limit here: {r['limit'] / 2**30:.2f} GiB "
+                f"({r['limit_source']}). XLA total: memory_analysis() of the compiled step "
+                "(arguments + outputs + temporaries - donated). CPU s: process CPU time (all "
+                "threads) of one step; on a shared machine it varies less with the others' load "
+                "than the wall time. compile s: lower + compile, wall (CPU)."]
+    return "\n".join(out)
 
 
 def report(args, results: dict) -> str:
@@ -196,10 +319,14 @@ def report(args, results: dict) -> str:
 
 
 def add_arguments(parser):
-    parser.add_argument("--batches", type=harness.parse_ints, default=[1],
+    parser.add_argument("--batches", type=harness.parse_ints, default=None,
                         help="global batch sizes, comma-separated (default 1; the issue asks "
                              "for 1,4,12: on a 2-core CPU batch 4 is minutes per step and "
-                             "batch 12 needs more RAM than such a machine has)")
+                             "batch 12 needs more RAM than such a machine has); with "
+                             "--microbatches one batch, default the config's batch_size")
+    parser.add_argument("--microbatches", type=int, nargs="+", metavar="M",
+                        help="time the config's own step with each config.microbatch M, "
+                             "interleaved in one worker (e.g. 1 2 4 12)")
     parser.add_argument("--impls", type=harness.parse_choices(IMPLS), default=list(IMPLS),
                         help="jax,jax-remat,torch (default all)")
     parser.add_argument("--config", choices=("ffhq1024", "tiny"), default="ffhq1024",
@@ -213,7 +340,29 @@ def add_arguments(parser):
     parser.add_argument("--timeout", type=float, default=7200, help="seconds per configuration")
 
 
+def run_microbatches(args):
+    if args.batches and len(args.batches) > 1:
+        raise SystemExit("--microbatches takes one batch (--batches N)")
+    import json
+    import tempfile
+    with tempfile.TemporaryDirectory() as folder:
+        partial = os.path.join(folder, "partial.json")
+        spec = dict(impl="microbatch", config=args.config, batch=(args.batches or [0])[0],
+                    microbatches=args.microbatches, warmup=args.warmup, iters=args.iters,
+                    partial=partial)
+        result = harness.run_worker(MODULE, spec, args.timeout)
+        if "error" in result:
+            if not os.path.exists(partial):
+                raise SystemExit(f"the worker failed: {result['error']}")
+            with open(partial) as f:
+                result = dict(json.load(f), stopped=result["error"])
+    print(microbatch_report(args, result))
+
+
 def run_all(args):
+    if args.microbatches:
+        return run_microbatches(args)
+    args.batches = args.batches or [1]
     if args.memory_only:
         args.impls = [i for i in args.impls if i != "torch"]
     results = {}

@@ -43,9 +43,13 @@ def get_config() -> ml_collections.ConfigDict:
     # Memory (benchmarks/train_memory.py): "blocks" recomputes the activations of every
     # generator resolution / DECA bottleneck / IR-SE unit in the backward pass ("none": keep
     # them; "blocks_dots": also keep small matmul results). microbatch: per-device chunk size of
-    # gradient accumulation (0 = off; it must divide batch_size / devices).
+    # gradient accumulation (0 = off; it must divide batch_size / devices), or "auto": the
+    # largest divisor whose compiled step fits memory_limit_gib per device. memory_limit_gib
+    # None: the device's own limit (GPU, TPU), on a CPU 75% of the RAM; when set, it also
+    # lowers a device's limit.
     config.remat = "blocks"
-    config.microbatch = 1
+    config.microbatch = ml_collections.FieldReference(1, field_type=(int, str))
+    config.memory_limit_gib = ml_collections.config_dict.placeholder(float)
     config.compute_dtype = "float32"  # or "bfloat16" (parameters and statistics stay float32)
     config.num_devices = 0           # 0 = every device of every host
     config.multihost = False         # call jax.distributed.initialize() first (TPU pods, multi-node)

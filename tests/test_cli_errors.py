@@ -270,7 +270,8 @@ TRAIN_FIELDS = [  # (override, expected) refused by the config check
     ("num_layers_control=0", "num_layers_control"), ("num_devices=-2", "num_devices"),
     ("deca_box_size_range=[2.0, 1.0]", "deca_box_size_range"),
     ("generator.size=48", "generator.size"), ("nosuch=1", "no field"),
-    ("batch_size=[1]", "batch_size"),
+    ("batch_size=[1]", "batch_size"), ("microbatch=sometimes", "microbatch"),
+    ("memory_limit_gib=-2", "memory_limit_gib"),
 ]
 
 

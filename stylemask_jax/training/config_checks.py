@@ -33,19 +33,28 @@ RANGES = {
     "lambda_identity": ("float", 0.0, None, True),
     "lambda_perceptual": ("float", 0.0, None, True),
     "truncation": ("float", 0.0, 1.0, False),
+    "memory_limit_gib": ("float", 0.0, None, False),
 }
+# Values a field takes besides its range: microbatch "auto" (training/microbatch.py `choose`);
+# memory_limit_gib None (the device's own limit, or a share of the RAM on a CPU).
+ALSO = {"microbatch": ("auto",), "memory_limit_gib": (None,)}
 
 
-def _describe(kind, low, high, inclusive) -> str:
+def _describe(kind, low, high, inclusive, also=()) -> str:
     what = "an integer" if kind == "int" else "a finite number"
     if high is not None:
-        return f"{what} in {'[' if inclusive else '('}{low}, {high}]"
-    return f"{what} {'>=' if inclusive else '>'} {low}"
+        what = f"{what} in {'[' if inclusive else '('}{low}, {high}]"
+    else:
+        what = f"{what} {'>=' if inclusive else '>'} {low}"
+    return " or ".join([what, *(repr(a) for a in also)])
 
 
-def check_field(name: str, value, kind: str, low, high, inclusive: bool) -> None:
-    """One field against its range; UserInputError naming `config.NAME`."""
-    wanted = _describe(kind, low, high, inclusive)
+def check_field(name: str, value, kind: str, low, high, inclusive: bool, also=()) -> None:
+    """One field against its range (or one of the values `also`); UserInputError naming
+    `config.NAME`."""
+    if any(value is a or (isinstance(a, str) and value == a) for a in also):
+        return
+    wanted = _describe(kind, low, high, inclusive, also)
     is_number = isinstance(value, numbers.Real) and not isinstance(value, bool)
     if not is_number or (kind == "int" and not float(value).is_integer()) or not math.isfinite(value):
         raise UserInputError(f"config.{name}={value!r}: expected {wanted}")
@@ -55,11 +64,11 @@ def check_field(name: str, value, kind: str, low, high, inclusive: bool) -> None
 
 
 def validate_config(config) -> None:
-    """Raises UserInputError for the first numeric field out of its range (see RANGES), a
+    """Raises UserInputError for the first numeric field out of its range (see RANGES, ALSO), a
     generator layout that cannot exist, or a DECA box that is empty."""
     for name, spec in RANGES.items():
         if name in config:
-            check_field(name, config[name], *spec)
+            check_field(name, config[name], *spec, also=ALSO.get(name, ()))
     if config.get("lambda_perceptual"):
         raise UserInputError("config.lambda_perceptual: the LPIPS term is not ported; the "
                              "paper trains with 0")

@@ -49,13 +49,14 @@ def global_batch(batch: dict, mesh) -> dict:
 
 
 def make_train_step(nets: networks.Networks, config, optimizer, mesh,
-                    on_trace: Callable[[], None] | None = None):
+                    on_trace: Callable[[], None] | None = None, size: int | None = None):
     """jit(state, frozen, batch) -> (state, metrics); the state buffer is donated.
 
-    With `config.microbatch` > 0 the loss and gradients are accumulated over micro-batches
-    (training/microbatch.py) before the one optimizer update. `on_trace()` (optional) is called
-    each time jit traces the step, i.e. once per compilation (a new shape, dtype or sharding)."""
-    chunks = microbatch.num_chunks(config, mesh.size)
+    With micro-batch `size` > 0 (default config.microbatch) the loss and gradients are
+    accumulated over micro-batches (training/microbatch.py) before the one optimizer update.
+    `on_trace()` (optional) is called each time jit traces the step, i.e. once per compilation
+    (a new shape, dtype or sharding)."""
+    chunks = microbatch.num_chunks(config, mesh.size, size)
 
     def train_step(state, frozen, batch):
         if on_trace is not None:
@@ -79,6 +80,25 @@ def make_train_step(nets: networks.Networks, config, optimizer, mesh,
                    out_shardings=(replicated(mesh), replicated(mesh)))
 
 
+def choose_train_step(nets: networks.Networks, config, optimizer, mesh, args: tuple,
+                      on_trace: Callable[[], None] | None = None):
+    """config.microbatch "auto": (jitted step, its micro-batch, the start-up line saying why).
+
+    Each divisor of the per-device batch, largest first, is compiled for `args` (state, frozen,
+    batch) until one fits the memory limit (microbatch.choose, microbatch.memory_limit). The
+    chosen step's jit cache keeps its executable, so its first call does not compile again."""
+    steps = {}
+
+    def compile_step(size):
+        steps[size] = make_train_step(nets, config, optimizer, mesh, on_trace, size)
+        return steps[size].lower(*args).compile()
+
+    local = [d for d in mesh.devices.flat if d.process_index == jax.process_index()]
+    size, _, line = microbatch.choose(config.batch_size // mesh.size, compile_step,
+                                      *microbatch.memory_limit(config, local))
+    return steps[size], size, line
+
+
 def check_config(config, mesh) -> None:
     validate_config(config)  # every field's range (training/config_checks.py)
     n = mesh.size
@@ -88,14 +108,16 @@ def check_config(config, mesh) -> None:
     if config.batch_size % jax.process_count():
         raise UserInputError(f"config.batch_size={config.batch_size} must split evenly over "
                              f"the {jax.process_count()} hosts")
-    microbatch.num_chunks(config, n)  # validates config.microbatch
+    if not microbatch.is_auto(config):
+        microbatch.num_chunks(config, n)  # validates config.microbatch
 
 
 def train(config, workdir: str) -> dict:
     """Trains the mask network; resumes from WORKDIR's latest checkpoint when there is one.
 
     Returns the last logged metrics plus 'step_compilations' (how often jit traced the step:
-    one trace per compilation, so a retrace per step would show up here).
+    one trace per compilation, so a retrace per step would show up here; with micro-batch
+    "auto", one per candidate compiled) and 'microbatch' (the micro-batch the steps used).
     """
     distributed.start(auto=bool(config.get("multihost", False)))  # no-op when started already
     mesh = data_mesh(config.get("num_devices", 0))
@@ -105,17 +127,25 @@ def train(config, workdir: str) -> dict:
     frozen = jax.device_put(frozen, replicated(mesh))
     optimizer = state_lib.make_optimizer(config.learning_rate, config.weight_decay)
     state = state_lib.initial_state(nets, config, optimizer, mesh)
+    is_main = jax.process_index() == 0
+    traces = []
+    size = config.get("microbatch", 0) or 0
+    if microbatch.is_auto(config):  # before anything is written: it may refuse every candidate
+        first = global_batch(host_batch(state.key, 0, config, nets.generator.style_dim), mesh)
+        step_fn, size, line = choose_train_step(nets, config, optimizer, mesh,
+                                                (state, frozen, first), lambda: traces.append(1))
+        if is_main:
+            print(line)
+    else:
+        step_fn = make_train_step(nets, config, optimizer, mesh, on_trace=lambda: traces.append(1))
     manager = checkpoints.make_manager(workdir, keep=config.keep_checkpoints)
     state, resumed = checkpoints.restore_latest(manager, state)
     start = int(jax.device_get(state.step))
-    is_main = jax.process_index() == 0
     if is_main:
         os.makedirs(workdir, exist_ok=True)
         with open(os.path.join(workdir, "config.json"), "w") as f:  # read by evaluate / export
             f.write(config.to_json_best_effort(indent=1))
     writer = MetricWriter(workdir, tensorboard=config.get("tensorboard", True)) if is_main else None
-    traces = []
-    step_fn = make_train_step(nets, config, optimizer, mesh, on_trace=lambda: traces.append(1))
     evaluate = evaluation.make_evaluator(nets, config, mesh) if config.eval_every else None
     if is_main and resumed is not None:
         print(f"resumed from {workdir} at step {start}")
@@ -162,4 +192,4 @@ def train(config, workdir: str) -> dict:
         manager.close()
         if writer:
             writer.close()
-    return dict(last, step_compilations=len(traces))
+    return dict(last, step_compilations=len(traces), microbatch=size)
