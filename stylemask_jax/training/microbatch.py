@@ -27,6 +27,8 @@ from typing import Callable
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.experimental import multihost_utils
+
 from stylemask_jax.errors import UserInputError
 from stylemask_jax.sharding import data_sharding, stacked_data_sharding
 
@@ -143,7 +145,6 @@ def memory_limit(config, devices) -> tuple[int, str]:
         source = (f"{RAM_FRACTION:.0%} of this machine's {size_text(ram)} of RAM: set "
                   "config.memory_limit_gib to change it")
     if jax.process_count() > 1:
-        from jax.experimental import multihost_utils
         mib = multihost_utils.process_allgather(np.int32(limit // 2 ** 20))
         if int(np.min(mib)) < limit // 2 ** 20:
             limit, source = int(np.min(mib)) * 2 ** 20, "the smallest limit of the processes"
