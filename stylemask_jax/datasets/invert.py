@@ -41,6 +41,7 @@ from stylemask_jax.datasets.shards import shard_bounds
 from stylemask_jax.errors import UserInputError
 from stylemask_jax.images import from_uint8
 from stylemask_jax.models.e4e import E4E_INPUT_SIZE
+from stylemask_jax.outputs import atomic_file
 from stylemask_jax.sharding import data_mesh, data_sharding, replicated, round_to_mesh
 
 CODES_DIR = "codes"
@@ -114,12 +115,11 @@ def _pread_into(fd: int, out: np.ndarray, position: int, path: str) -> None:
 
 
 def _write_json(path: str, value: dict) -> None:
-    """Atomically: written and synced under a temporary name, then renamed."""
-    with open(path + ".tmp", "w") as f:
+    """Atomically (`outputs.atomic_file`), synced before the rename."""
+    with atomic_file(path) as tmp, open(tmp, "w") as f:
         json.dump(value, f)
         f.flush()
         os.fsync(f.fileno())
-    os.replace(path + ".tmp", path)
 
 
 class _Block:

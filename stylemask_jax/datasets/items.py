@@ -25,7 +25,8 @@ import os
 import numpy as np
 
 from stylemask_jax.datasets import crops
-from stylemask_jax.datasets.sources import Source, SourceItem
+from stylemask_jax.datasets.sources import Source, SourceItem, file_stamp
+from stylemask_jax.outputs import atomic_file
 
 CACHE_FORMAT = 1                 # bump when ItemFaces' stored fields change
 MAX_LISTED_SKIPS = 1000          # no-face frames named in the metadata (all are counted)
@@ -85,8 +86,7 @@ def item_key(source: Source, item: SourceItem, settings: AlignSettings) -> str:
         [CACHE_FORMAT, item.video, item.kind, settings.frame_stride, settings.max_frames,
          settings.aligner_name]).encode())
     for rel in item.paths:
-        stat = os.stat(os.path.join(source.root, rel))
-        digest.update(f"{rel}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+        digest.update(file_stamp(source.root, rel))
     return digest.hexdigest()[:32]
 
 
@@ -135,12 +135,11 @@ class ItemCache:
         return os.path.isfile(self._path(key))
 
     def put(self, key: str, faces: ItemFaces) -> None:
-        os.makedirs(self.folder, exist_ok=True)
-        tmp = os.path.join(self.folder, f".{key}.{os.getpid()}.tmp.npz")
-        np.savez(tmp, images=faces.images, landmarks=faces.landmarks,
-                 landmarks_frame=faces.landmarks_frame, frames=faces.frames, paths=faces.paths,
-                 num_frames=np.int64(faces.num_frames), no_face=np.asarray(faces.no_face, str))
-        os.replace(tmp, self._path(key))
+        with atomic_file(self._path(key)) as tmp, open(tmp, "wb") as f:
+            np.savez(f, images=faces.images, landmarks=faces.landmarks,
+                     landmarks_frame=faces.landmarks_frame, frames=faces.frames,
+                     paths=faces.paths, num_frames=np.int64(faces.num_frames),
+                     no_face=np.asarray(faces.no_face, str))
 
     def get(self, key: str, images: bool = True) -> ItemFaces:
         """The stored faces (images=False: an empty images array, for counting)."""
@@ -152,11 +151,8 @@ class ItemCache:
                 num_frames=int(saved["num_frames"]), no_face=tuple(saved["no_face"].tolist()))
 
     def put_error(self, key: str, message: str) -> None:
-        os.makedirs(self.folder, exist_ok=True)
-        tmp = os.path.join(self.folder, f".{key}.{os.getpid()}.tmp")
-        with open(tmp, "w") as f:
+        with atomic_file(self._error_path(key)) as tmp, open(tmp, "w") as f:
             f.write(message)
-        os.replace(tmp, self._error_path(key))
 
     def pop_error(self, key: str) -> str | None:
         """The item's error note, removed (None: there is none)."""

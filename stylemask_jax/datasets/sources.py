@@ -133,13 +133,18 @@ def scan_source(src: str | os.PathLike) -> Source:
     return Source(src, tuple(items), tuple(ignored))
 
 
+def file_stamp(root: str, rel: str) -> bytes:
+    """What a hash takes of one file: its relative path, size and modification time."""
+    stat = os.stat(os.path.join(root, rel))
+    return f"{rel}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode()
+
+
 def fingerprint(source: Source) -> str:
     """A hash of every used file's relative path, size and modification time (not contents)."""
     digest = hashlib.sha256()
     for item in source.items:
         for rel in item.paths:
-            stat = os.stat(os.path.join(source.root, rel))
-            digest.update(f"{rel}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+            digest.update(file_stamp(source.root, rel))
     return digest.hexdigest()
 
 
