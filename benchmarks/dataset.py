@@ -174,9 +174,9 @@ def throughput(clips: int, frames: int, side: int, workers_list) -> None:
 
 
 def crossover(side: int, sizes) -> None:
-    """Small corpora: one process against two worker processes (Beam's start-up cost)."""
-    from stylemask_jax.datasets import pipeline
-    saved = pipeline.IN_PROCESS_FRAMES
+    """Small corpora: one process against two worker processes (Beam's start-up cost); each
+    build's process is told to take that many workers whatever the size (`--one-build` with
+    negative workers)."""
     print("| frames | 1 process s | 2 worker processes s |")
     print("|---|---|---|")
     with tempfile.TemporaryDirectory() as tmp:
@@ -187,7 +187,6 @@ def crossover(side: int, sizes) -> None:
                 out = os.path.join(tmp, f"o{clips}x{frames}w{workers}")
                 walls.append(_build_in_fresh_process(src, out, -workers)["wall_s"])
             print(f"| {clips * frames} | {walls[0]:.1f} | {walls[1]:.1f} |")
-    pipeline.IN_PROCESS_FRAMES = saved
 
 
 def frame_costs(side: int, repeat: int) -> None:
