@@ -14,7 +14,8 @@ Up-sampling (the reference: transposed convolution, stride 2, no padding, giving
 a 4x4 FIR blur with padding (1, 1), giving 2H) is computed without inserted zeros: the
 transposed convolution splits into four output phases (even/odd row x even/odd column), each a
 stride-1 convolution of the input with the 2x2, 2x1, 1x2 or 1x1 sub-kernel of W that reaches
-it (the 9 taps once, as the reference's FLOPs); the blur then filters those phases directly
+it (the 9 taps once, as the reference's FLOPs; the 1x1 phase as a matrix product, which XLA:CPU
+runs ~4x faster than a 1x1 convolution); the blur then filters those phases directly
 (`polyphase_fir`, separable) and writes the interleaved 2H x 2W result. No product with an
 inserted zero and no depthwise convolution is formed. (Measured on a 2-core CPU: cheaper than
 one 2x2 conv with 4*Cout outputs, than folding the blur into a 6x6 kernel, and than XLA's
@@ -67,6 +68,9 @@ def _transposed_phases(x: jnp.ndarray, weight: jnp.ndarray) -> list[list[jnp.nda
         for rb in rows:
             if not ra or not rb:
                 phases[-1].append(None)
+                continue
+            if len(ra) == len(rb) == 1:
+                phases[-1].append(jnp.einsum("bhwi,io->bhwo", x, weight[ra[0], rb[0]]))
                 continue
             w = jnp.stack([jnp.stack([weight[i, j] for j in rb]) for i in ra])
             pad = ((len(ra) - 1,) * 2, (len(rb) - 1,) * 2)
