@@ -17,6 +17,8 @@ W+ codes. One source face, reenacted with every driving frame as the target. Per
             reenactment of the source with each crop as the target, synthesising only the
             reenacted images (`reenact.make_reenact_fn(outputs='reenacted')`), and the 1024
             frames as uint8 on the host. The source W+ is computed once, before timing.
+  jax-whole-batch  (only with --impls) the same with the whole batch through the generator at
+            once (`make_reenact_fn(chunk=None)`): the formulation before chunked synthesis.
   torch official  the official per-image path (run_inference.py of StelaBou/StyleMask with
             libs/utilities/utils_inference.py), one frame per call, in the PyTorch formulations
             of stylemask_jax/reference (stylegan2.py: per-sample weights, grouped convs;
@@ -58,8 +60,10 @@ def random_crops(n: int, seed: int) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, 256, (n, 256, 256, 3), dtype=np.uint8)
 
 
-def build_jax(size: int, batch: int):
-    """(call() -> uint8 frames (B, size, size, 3), compile seconds, XLA memory of the reenactment)."""
+def build_jax(size: int, batch: int, whole: bool = False):
+    """(call() -> uint8 frames (B, size, size, 3), compile seconds, XLA memory of the reenactment).
+    `whole`: the batch through the generator at once (`chunk=None`), the formulation before
+    `reenact.synthesis_chunk`."""
     import jax
     import jax.numpy as jnp
     from stylemask_jax.images import to_uint8
@@ -76,7 +80,7 @@ def build_jax(size: int, batch: int):
     encoder, evars = init_e4e(jax.random.key(2), n_styles=n_styles_for(size))
     mean = jax.jit(lambda v: mean_latent(gen, v, jax.random.key(3)))(gvars)
     invert, encode = make_invert_fn(encoder), make_encode_fn(gen, "wplus", TRUNCATION)
-    reenact = make_reenact_fn(gen, mask_net, outputs="reenacted")
+    reenact = make_reenact_fn(gen, mask_net, outputs="reenacted", chunk=None if whole else "auto")
     src = jnp.repeat(encode(gvars, invert(evars, random_crops(1, 0)), mean), batch, axis=0)
     crops = random_crops(batch, 1)
     jax.block_until_ready((gvars, mvars, evars, mean, src))
@@ -143,8 +147,8 @@ def build_detector(frame_path: str):
 def worker_run(spec: dict) -> dict:
     out = {"load_begin": harness.load_average()}
     start = time.perf_counter()
-    if spec["lib"] == "jax":
-        call, out["compile_s"], memory = build_jax(spec["size"], spec["batch"])
+    if spec["lib"] in ("jax", JAX_WHOLE):
+        call, out["compile_s"], memory = build_jax(spec["size"], spec["batch"], spec["lib"] == JAX_WHOLE)
         out.update(memory)
     elif spec["lib"] == "detector":
         call, out["frame_hw"] = build_detector(spec["frame"])
@@ -165,12 +169,13 @@ WORKERS = {"run": worker_run}
 
 # -- parent ----------------------------------------------------------------------------------
 
-LABELS = {"jax": "JAX batch", "torch-official": "torch official per-image path",
+JAX_WHOLE = "jax-whole-batch"
+LABELS = {"jax": "JAX batch", JAX_WHOLE: "JAX whole batch", "torch-official": "torch official per-image path",
           "torch-reenacted": "torch reenacted-only per frame", "detector": "dlib landmarks + align (shared)"}
 
 
 def configurations(args) -> list[tuple[str, int]]:
-    configs = [("jax", b) for b in args.batches] if "jax" in args.impls else []
+    configs = [(lib, b) for lib in ("jax", JAX_WHOLE) if lib in args.impls for b in args.batches]
     configs += [(lib, 1) for lib in ("torch-official", "torch-reenacted") if lib in args.impls]
     return configs + ([("detector", 1)] if "detector" in args.impls else [])
 
@@ -201,7 +206,7 @@ def report(args, results: dict) -> str:
 
     rows = []
     for (lib, batch), s in sm.items():
-        name = LABELS[lib] + (f" {batch}" if lib == "jax" else "")
+        name = LABELS[lib] + (f" {batch}" if lib.startswith("jax") else "")
         model = lib != "detector"
         d_wall, d_cpu = (det.get("median") or 0.0), (det.get("cpu_median") or 0.0)
         e2e = s.get("median") and 1 / (s["median"] + d_wall) if model and det.get("median") else None
@@ -210,14 +215,14 @@ def report(args, results: dict) -> str:
             cells[0] = " / ".join(harness.times(ratio(official, s, k)) for k in ("median", "cpu_median"))
             cells[1] = " / ".join(harness.times(ratio(official, s, k, x)) for k, x in
                                   (("median", d_wall), ("cpu_median", d_cpu))) if det.get("median") else "-"
-        if lib == "jax":
+        if lib.startswith("jax"):
             cells[2] = " / ".join(harness.times(ratio(lean, s, k)) for k in ("median", "cpu_median"))
         rows.append([name, harness.fmt(s.get("compile_s")), harness.fmt(s.get("first_frame_s")),
                      harness.fmt(s.get("median"), ".3f"), harness.fmt(s.get("cpu_median"), ".3f"),
                      harness.fmt(s.get("median") and 1 / s["median"], ".3f"), harness.fmt(e2e, ".3f"),
                      s.get("n", 0), harness.mib(s.get("rss_peak")), harness.mib(s.get("xla_total")),
                      *cells, s["note"]])
-    loads = [f"{LABELS[lib]}{f' {b}' if lib == 'jax' else ''}: {', '.join(map(str, s['loads']))}"
+    loads = [f"{LABELS[lib]}{f' {b}' if lib.startswith('jax') else ''}: {', '.join(map(str, s['loads']))}"
              for (lib, b), s in sm.items()]
     frame = det.get("frame_hw")
     out = [harness.machine_header(f"Photo/video path, {args.size} layout, float32, random weights, "
@@ -248,8 +253,9 @@ def add_arguments(parser):
                         help="JAX frames per call, comma-separated (default 8,1)")
     parser.add_argument("--size", type=int, default=1024,
                         help="generator layout (default 1024, FFHQ; smaller for a quick check)")
-    parser.add_argument("--impls", type=harness.parse_choices(tuple(LABELS)), default=list(LABELS),
-                        help=f"{','.join(LABELS)} (default all)")
+    parser.add_argument("--impls", type=harness.parse_choices(tuple(LABELS)),
+                        default=[lib for lib in LABELS if lib != JAX_WHOLE],
+                        help=f"{','.join(LABELS)} (default all but {JAX_WHOLE})")
     parser.add_argument("--frame", default=FRAME, help="photo the detector row is timed on")
     parser.add_argument("--passes", type=int, default=2, help="alternating passes (default 2)")
     parser.add_argument("--warmup", type=int, default=1, help="untimed calls per worker (default 1)")
