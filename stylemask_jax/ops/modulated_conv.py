@@ -17,9 +17,10 @@ stride-1 convolution of the input with the 2x2, 2x1, 1x2 or 1x1 sub-kernel of W 
 it (the 9 taps once, as the reference's FLOPs; the 1x1 phase as a matrix product, which XLA:CPU
 runs ~4x faster than a 1x1 convolution); the blur then filters those phases directly
 (`polyphase_fir`, separable) and writes the interleaved 2H x 2W result. No product with an
-inserted zero and no depthwise convolution is formed. (Measured on a 2-core CPU: cheaper than
-one 2x2 conv with 4*Cout outputs, than folding the blur into a 6x6 kernel, and than XLA's
-lhs-dilated transposed convolution followed by a blur.)
+inserted zero and no depthwise convolution is formed. (Measured on 2-core CPUs: as fast as one
+2x2 conv with 4*Cout outputs or two convs with 2*Cout, and faster than folding the blur into a
+6x6 kernel, than blurring both axes in one pass, and than XLA's lhs-dilated transposed
+convolution followed by a blur: benchmarks/results/speed.md.)
 
 Layout: x (B, H, W, Cin) NHWC; weight (K, K, Cin, Cout) HWIO holding the *raw* (not yet
 equalized) parameter; style (B, Cin) the modulation output (about 1 for a trained layer).
