@@ -51,6 +51,7 @@ import numpy as np
 from benchmarks import harness
 
 MODULE = "benchmarks.video"
+JAX_WHOLE = "jax-whole-batch"  # the photo/video path without chunked synthesis
 NUM_CONTROL, TRUNCATION = 12, 0.7
 FRAME = os.path.join(os.path.dirname(__file__), "..", "tests", "fixtures", "align", "astronaut.png")
 
@@ -169,7 +170,6 @@ WORKERS = {"run": worker_run}
 
 # -- parent ----------------------------------------------------------------------------------
 
-JAX_WHOLE = "jax-whole-batch"
 LABELS = {"jax": "JAX batch", JAX_WHOLE: "JAX whole batch", "torch-official": "torch official per-image path",
           "torch-reenacted": "torch reenacted-only per frame", "detector": "dlib landmarks + align (shared)"}
 
