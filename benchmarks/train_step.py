@@ -109,6 +109,7 @@ def worker_microbatch(spec: dict) -> dict:
     import statistics
 
     import jax
+    from stylemask_jax.outputs import atomic_file
     from stylemask_jax.sharding import data_mesh
     from stylemask_jax.training import loop, microbatch, networks, state as state_lib
 
@@ -131,10 +132,9 @@ def worker_microbatch(spec: dict) -> dict:
         for r in rows.values():
             if r["times"]:
                 r.update(median_s=statistics.median(r["times"]), cpu_s=statistics.median(r["cpu"]))
-        with open(spec["partial"] + ".new", "w") as f:
+        with atomic_file(spec["partial"]) as tmp, open(tmp, "w") as f:  # never half written
             json.dump(dict(result, rows={str(m): r for m, r in rows.items()},
                            load_end=harness.load_average()), f)
-        os.replace(spec["partial"] + ".new", spec["partial"])  # never half written
 
     for m in spec["microbatches"]:
         state = state_lib.initial_state(nets, config, optimizer, mesh)  # one per m: donated
