@@ -24,6 +24,7 @@ def run(config_name: str, batch: int, dtype: str):
     import numpy as np
     from benchmarks.train_step import full_size_config, random_flame_model
     from stylemask_jax import reenact as method
+    from stylemask_jax.compiling import jit
     from stylemask_jax.sharding import data_mesh
     from stylemask_jax.training import loop, networks, objective, state as state_lib
 
@@ -35,14 +36,14 @@ def run(config_name: str, batch: int, dtype: str):
     optimizer = state_lib.make_optimizer(config.learning_rate, config.weight_decay)
     state = state_lib.initial_state(nets, config, optimizer, mesh)
     codes = loop.host_batch(state.key, 0, config, nets.generator.style_dim)
-    grad_fn = jax.jit(jax.value_and_grad(  # frozen is an argument: constants compile slowly
+    grad_fn = jit(jax.value_and_grad(  # frozen is an argument: constants compile slowly
         lambda p, f, b: objective.loss_fn(p, f, b, nets, config), has_aux=True))
     start = time.perf_counter()
     (loss, metrics), grads = jax.device_get(grad_fn(state.params, frozen, codes))
     seconds = time.perf_counter() - start
     gen, gvars = nets.generator, frozen["generator"]
 
-    @jax.jit
+    @jit
     def images(gvars, latent, z):
         wplus = method.encode_wplus(gen, gvars, z, "z", config.truncation, latent)
         return method.synthesize(gen, gvars, method.style_codes(gen, gvars, wplus), wplus)

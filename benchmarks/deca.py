@@ -26,6 +26,7 @@ import numpy as np
 
 from benchmarks import harness
 from benchmarks.harness import timed
+from stylemask_jax.compiling import jit
 from stylemask_jax.models import flame as flame_lib
 from stylemask_jax.models.deca import RESNET50_BLOCKS, init_deca, split_params
 from stylemask_jax.ops.deca_crop import FFHQ_FIXED_BOX, deca_crop
@@ -63,14 +64,14 @@ def bench_jax(batch, size, iters, dtype):
         vertices, lmk = with_flame(v, images, landmarks)
         return jnp.mean(vertices ** 2) + jnp.mean(lmk ** 2)
 
-    fwd = jax.jit(forward)
-    fwd_bwd = jax.jit(jax.value_and_grad(loss))
+    fwd = jit(forward)
+    fwd_bwd = jit(jax.value_and_grad(loss))
     images, landmarks = (jnp.asarray(a) for a in random_inputs(batch, size))
     rows = []
     for name, fn, args in (("forward", fwd, (variables, images, landmarks)),
                            ("forward+backward", fwd_bwd, (images, variables, landmarks)),
-                           ("forward +FLAME", jax.jit(with_flame), (variables, images, landmarks)),
-                           ("forward+backward +FLAME", jax.jit(jax.value_and_grad(loss_flame)),
+                           ("forward +FLAME", jit(with_flame), (variables, images, landmarks)),
+                           ("forward+backward +FLAME", jit(jax.value_and_grad(loss_flame)),
                             (images, variables, landmarks))):
         first, per_call = timed(fn, args, iters)
         rows.append((f"jax {jnp.dtype(dtype).name}", name, first, per_call))

@@ -9,7 +9,7 @@ synthesis with the stored noise buffers), rosinality layouts with channel multip
 (256: 7 resolutions, 1024: 9; style_dim 512, 8 mapping layers).
 
 Measured:
-  jax      `jax.jit(gen.apply)` of stylemask_jax.models.stylegan2 (batched modulated conv,
+  jax      `compiling.jit(gen.apply)` of stylemask_jax.models.stylegan2 (batched modulated conv,
            polyphase up-sampling conv + separable blur). "compile s" is lower + compile.
   torch    stylemask_jax/reference/stylegan2.py under no_grad: per-sample modulated weights and
            grouped convs, conv_transpose2d (stride 2) + FIR blur as a depthwise conv2d after zero
@@ -74,14 +74,15 @@ def build_jax(size: int, batch: int):
     """(call, compiled, compile seconds): the jitted JAX generator z -> image, random weights."""
     import jax
     import jax.numpy as jnp
+    from stylemask_jax.compiling import jit
     from stylemask_jax.models.stylegan2 import Generator, init_variables
 
     gen = Generator.from_arch(harness.arch_for(size))
-    variables = jax.jit(lambda key: init_variables(gen, key))(jax.random.key(0))
+    variables = jit(lambda key: init_variables(gen, key))(jax.random.key(0))
     z = jax.random.normal(jax.random.key(1), (batch, 512), jnp.float32)
     jax.block_until_ready((variables, z))
     start = time.perf_counter()
-    compiled = jax.jit(lambda v, codes: gen.apply(v, codes)).lower(variables, z).compile()
+    compiled = jit(lambda v, codes: gen.apply(v, codes)).lower(variables, z).compile()
     compile_s = time.perf_counter() - start
     return (lambda: jax.block_until_ready(compiled(variables, z))), compiled, compile_s
 
@@ -110,7 +111,8 @@ def plain_convs(size: int, batch: int, library: str):
     if library == "jax":
         import jax
         import jax.numpy as jnp
-        conv = jax.jit(lambda x, w: jax.lax.conv_general_dilated(
+        from stylemask_jax.compiling import jit
+        conv = jit(lambda x, w: jax.lax.conv_general_dilated(
             x, w, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")))
         make = lambda s: (jnp.ones((batch, s["res"], s["res"], s["cin"]), jnp.float32),  # noqa: E731
                           jnp.full((s["k"], s["k"], s["cin"], s["cout"]), 0.01, jnp.float32))
@@ -148,8 +150,9 @@ def matmul_roofline():
     what this machine's cores reach on the best-shaped work (2 N^3 FLOPs)."""
     import jax
     import jax.numpy as jnp
+    from stylemask_jax.compiling import jit
     a = jnp.full((MATMUL_N, MATMUL_N), 0.01, jnp.float32)
-    product = jax.jit(jnp.dot)
+    product = jit(jnp.dot)
     jax.block_until_ready(product(a, a))
 
     def one_pass():
@@ -206,6 +209,7 @@ def worker_breakdown(spec: dict) -> dict:
     """Per style layer: the JAX modulated conv (incl. up-sampling + blur) vs its plain conv."""
     import jax
     import jax.numpy as jnp
+    from stylemask_jax.compiling import jit
     import numpy as np
     from stylemask_jax.models.stylegan2_layers import style_layer_channels
     from stylemask_jax.ops.modulated_conv import modulated_conv2d
@@ -213,11 +217,11 @@ def worker_breakdown(spec: dict) -> dict:
 
     batch, rng = spec["batch"], np.random.default_rng(0)
     channels = harness.arch_for(spec["size"])["channels"]
-    plain = jax.jit(lambda x, w: jax.lax.conv_general_dilated(
+    plain = jit(lambda x, w: jax.lax.conv_general_dilated(
         x, w, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")))
-    modconv = {up: jax.jit(lambda x, w, s, up=up: modulated_conv2d(x, w, s, upsample=up))
+    modconv = {up: jit(lambda x, w, s, up=up: modulated_conv2d(x, w, s, upsample=up))
                for up in (False, True)}
-    skip_up = jax.jit(lambda x: upsample2d(x, (1, 3, 3, 1)))
+    skip_up = jit(lambda x: upsample2d(x, (1, 3, 3, 1)))
     timed = lambda f: harness.time_calls(f, spec["warmup"], spec["iters"],  # noqa: E731
                                          jax.block_until_ready)["min_s"]
     import torch

@@ -44,6 +44,7 @@ def jax_calls(rows, batches, dtype_name, output_size):
     """{(row, batch): zero-argument call that blocks until the result is ready}."""
     import jax
     import jax.numpy as jnp
+    from stylemask_jax.compiling import jit
     from stylemask_jax.faces import identity_loss
     from stylemask_jax.models.e4e import init_e4e, n_styles_for
     from stylemask_jax.models.irse import face_embeddings, init_irse
@@ -51,10 +52,10 @@ def jax_calls(rows, batches, dtype_name, output_size):
     dtype = jnp.bfloat16 if dtype_name == "bfloat16" else jnp.float32
     irse, irse_vars = init_irse(jax.random.key(0), dtype=dtype)
     e4e, e4e_vars = init_e4e(jax.random.key(1), n_styles=n_styles_for(output_size), dtype=dtype)
-    fns = {"embeddings": (jax.jit(functools.partial(face_embeddings, irse)), irse_vars, False),
-           "identity": (jax.jit(jax.value_and_grad(functools.partial(identity_loss, irse), argnums=1)),
+    fns = {"embeddings": (jit(functools.partial(face_embeddings, irse)), irse_vars, False),
+           "identity": (jit(jax.value_and_grad(functools.partial(identity_loss, irse), argnums=1)),
                         irse_vars, True),
-           "e4e": (jax.jit(e4e.apply), e4e_vars, False)}
+           "e4e": (jit(e4e.apply), e4e_vars, False)}
     calls, compile_s = {}, {}
     for b in batches:
         x = jnp.asarray(np.random.default_rng(b).uniform(-1, 1, (b, 256, 256, 3)), jnp.float32)

@@ -31,6 +31,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 from jax.experimental import multihost_utils
 
+from stylemask_jax.compiling import jit
 from stylemask_jax.errors import UserInputError
 from stylemask_jax.sharding import data_mesh, data_sharding, replicated
 
@@ -86,6 +87,6 @@ def warm_up() -> None:
     mesh = data_mesh(0)
     ones = jax.make_array_from_callback((mesh.size,), data_sharding(mesh),
                                         lambda index: np.ones(mesh.size, np.float32)[index])
-    total = jax.jit(jnp.sum, out_shardings=replicated(mesh))(ones)
+    total = jit(jnp.sum, out_shardings=replicated(mesh))(ones)
     if float(total.addressable_data(0)) != mesh.size:
         raise RuntimeError(f"multi-process warm-up: the sum over {mesh.size} devices gave {total}")

@@ -20,6 +20,7 @@ import numpy as np
 
 from stylemask_jax.batching import iter_batches
 from stylemask_jax.codes import seed_codes
+from stylemask_jax.compiling import jit
 from stylemask_jax.models.stylegan2 import Generator, face_pool, init_variables
 
 
@@ -43,7 +44,7 @@ def make_render_fn(gen: Generator, truncation: float, resize_256: bool = False):
         images = gen.apply(variables, z, truncation=truncation, truncation_latent=mean)
         return face_pool(images) if resize_256 else images
 
-    return jax.jit(render)
+    return jit(render)
 
 
 def generate(gen: Generator, variables, z: np.ndarray, truncation: float = 1.0,

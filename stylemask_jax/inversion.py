@@ -26,6 +26,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from stylemask_jax.batching import iter_batches, run_batches
+from stylemask_jax.compiling import jit
 from stylemask_jax.errors import UserInputError
 from stylemask_jax.images import load_image
 from stylemask_jax.models.e4e import E4E_INPUT_SIZE, Encoder4Editing
@@ -36,7 +37,7 @@ from stylemask_jax.photos.settings import RefineSettings
 
 def make_invert_fn(encoder):
     """jit(e4e variables, uint8 crops (B, 256, 256, 3)) -> W+ codes (B, n_styles, 512) float32."""
-    @jax.jit
+    @jit
     def invert(variables, crops):
         return encoder.apply(variables, crops_to_unit(crops))
     return invert
@@ -135,7 +136,7 @@ def invert(inverter: Inverter, gvars, inputs: Sequence, batch_size: int = 8, *, 
     at a time, in order. gvars: the generator's variables (refinement, reconstructions)."""
     render = None
     if generator is not None:
-        render = jax.jit(lambda v, codes: generator.apply(v, codes, input_type="wplus"))
+        render = jit(lambda v, codes: generator.apply(v, codes, input_type="wplus"))
 
     def run(images):
         codes = inverter(gvars, images)

@@ -18,6 +18,7 @@ from typing import Sequence
 import jax
 import jax.numpy as jnp
 
+from stylemask_jax.compiling import jit
 from stylemask_jax.models.mask_net import MaskNet
 from stylemask_jax.models.stylegan2 import Generator, face_pool
 from stylemask_jax.sharding import data_sharding, replicated
@@ -131,7 +132,7 @@ def reenact_only(gen: Generator, gvars, mask_net: MaskNet, mvars, wplus_source: 
 
 def make_encode_fn(gen: Generator, input_type: str, truncation: float):
     """jit(gvars, codes, truncation_latent) -> truncated W+; compiled once per shape."""
-    @jax.jit
+    @jit
     def encode(gvars, codes, truncation_latent):
         return encode_wplus(gen, gvars, codes, input_type, truncation, truncation_latent)
     return encode
@@ -161,7 +162,7 @@ def make_reenact_fn(gen: Generator, mask_net: MaskNet, resize_256: bool = False,
         out = reenact(gen, gvars, mask_net, mvars, wplus_source, wplus_target, resize_256, chunk)
         return out["source"], out["target"], out["reenacted"]
     if mesh is None:
-        return jax.jit(run)
+        return jit(run)
     data, weights = data_sharding(mesh), replicated(mesh)
-    return jax.jit(run, in_shardings=(weights, weights, data, data),
-                   out_shardings=data if outputs == "reenacted" else (data, data, data))
+    return jit(run, in_shardings=(weights, weights, data, data),
+               out_shardings=data if outputs == "reenacted" else (data, data, data))

@@ -2,7 +2,7 @@
 
     mesh = data_mesh()                       # every device of every host (training)
     mesh = data_mesh(local=True)             # this host's devices (batch inference)
-    jax.jit(fn, in_shardings=(replicated(mesh), data_sharding(mesh)), ...)
+    compiling.jit(fn, in_shardings=(replicated(mesh), data_sharding(mesh)), ...)
 
 Batches are split on their leading axis over the 'data' axis; weights, optimizer state and
 other constants are replicated. Auto axes: XLA propagates the batch sharding through the step.

@@ -7,6 +7,8 @@
   (torch, dlib, imageio-ffmpeg, gradio, TFDS, scipy, tensorboardX), and each extra is imported
   in one home, where its feature begins.
 - `stylemask --help` and every `stylemask SUB --help` import neither JAX nor Flax.
+- Every jitted function of the library is made by `compiling.jit` (its XLA options), never by
+  `jax.jit` directly.
 """
 
 from __future__ import annotations
@@ -131,6 +133,18 @@ def test_function_local_imports_are_optional_extras_in_their_homes():
                 wrong.append(f"{path}:{line}: {name} outside its home {homes}")
             if local and homes is None and not module.startswith("stylemask_jax.reference."):
                 wrong.append(f"{path}:{line}: function-local import of {name}")
+    assert not wrong, "\n".join(wrong)
+
+
+def test_the_library_jits_only_through_compiling():
+    wrong = []
+    for module, path in MODULES.items():
+        if not module.startswith("stylemask_jax.") or module == "stylemask_jax.compiling":
+            continue
+        for node in ast.walk(ast.parse(open(path).read())):
+            if (isinstance(node, ast.Attribute) and node.attr == "jit"
+                    and getattr(node.value, "id", None) == "jax"):
+                wrong.append(f"{path}:{node.lineno}: jax.jit (use stylemask_jax.compiling.jit)")
     assert not wrong, "\n".join(wrong)
 
 

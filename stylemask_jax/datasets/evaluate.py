@@ -24,6 +24,7 @@ import numpy as np
 
 from stylemask_jax import reenact as method
 from stylemask_jax.batching import iter_batches
+from stylemask_jax.compiling import jit
 from stylemask_jax.datasets.build import FaceDataset, load_dataset
 from stylemask_jax.datasets.invert import load_codes
 from stylemask_jax.errors import UserInputError
@@ -86,8 +87,8 @@ def evaluate_dataset(data_dir, pairs, nets, frozen, mask_params, config, *, code
     mesh = mesh or data_mesh(local=True)
     batch = round_to_mesh(batch_size, mesh)
     data, same = data_sharding(mesh), replicated(mesh)
-    fn = jax.jit(lambda p, f, *xs: pair_metrics(p, f, *xs, nets, config),
-                 in_shardings=(same, same, data, data, data, data), out_shardings=data)
+    fn = jit(lambda p, f, *xs: pair_metrics(p, f, *xs, nets, config),
+             in_shardings=(same, same, data, data, data, data), out_shardings=data)
     params, weights = jax.device_put((mask_params, frozen), same)
 
     per_pair = {name: [] for name in METRICS}

@@ -36,6 +36,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from stylemask_jax.batching import iter_batches
+from stylemask_jax.compiling import jit
 from stylemask_jax.datasets.build import FaceDataset, load_dataset
 from stylemask_jax.datasets.shards import shard_bounds
 from stylemask_jax.errors import UserInputError
@@ -228,8 +229,8 @@ def invert_dataset(data_dir, encoder, variables, *, batch_size: int = 8, config:
         raise UserInputError(f"{dataset.path}: {image_size}px crops; e4e takes {E4E_INPUT_SIZE}")
     mesh = mesh or data_mesh(local=True)
     batch = round_to_mesh(batch_size, mesh)
-    encode = jax.jit(encoder.apply, in_shardings=(replicated(mesh), data_sharding(mesh)),
-                     out_shardings=data_sharding(mesh))
+    encode = jit(encoder.apply, in_shardings=(replicated(mesh), data_sharding(mesh)),
+                 out_shardings=data_sharding(mesh))
     placed = jax.device_put(variables, replicated(mesh))
     face = jax.ShapeDtypeStruct((1, E4E_INPUT_SIZE, E4E_INPUT_SIZE, 3), jnp.float32)
     block = _Block(dataset, p, count, jax.eval_shape(encoder.apply, variables, face).shape[1:])

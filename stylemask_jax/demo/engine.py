@@ -36,6 +36,7 @@ import numpy as np
 from stylemask_jax import images as images_lib
 from stylemask_jax import reenact as method
 from stylemask_jax.batching import compiled_sizes, run_batches
+from stylemask_jax.compiling import jit
 from stylemask_jax.errors import UserInputError
 from stylemask_jax.inference import truncation_mean
 from stylemask_jax.models.stylegan2 import truncate
@@ -133,11 +134,11 @@ class DemoEngine:
         self._video_lock = threading.Lock()
         gen, mask_net = models.generator, models.mask_net
         self._invert = make_invert_fn(encoder)
-        self._truncate = jax.jit(lambda codes, psi, mean: truncate(codes, mean, psi))
+        self._truncate = jit(lambda codes, psi, mean: truncate(codes, mean, psi))
 
         chunk = method.synthesis_chunk(gen)
 
-        @jax.jit
+        @jit
         def reenact(gvars, mvars, src, tgt):
             images = method.reenact_only(gen, gvars, mask_net, mvars, src, tgt, chunk=chunk)
             masks = mask_net.apply(mvars, method.style_codes(gen, gvars, src),

@@ -34,6 +34,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from stylemask_jax.compiling import jit
 from stylemask_jax.models.remat import remat_module
 from stylemask_jax.weights import WeightsError, load_weights
 
@@ -177,7 +178,7 @@ def init_deca(key: jax.Array, blocks: Sequence[int] = RESNET50_BLOCKS,
     (statistics: mean 0, var 1). For tests and benchmarks; real weights come from `load_deca`."""
     model = DecaEncoder(blocks=tuple(blocks), widths=tuple(widths), dtype=dtype)
     dummy = jnp.zeros((1, INPUT_SIZE, INPUT_SIZE, 3), jnp.float32)
-    return model, jax.jit(model.init)(key, dummy)
+    return model, jit(model.init)(key, dummy)
 
 
 def load_deca(weights_dir, dtype: Any = jnp.float32) -> tuple[DecaEncoder, dict]:

@@ -38,6 +38,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from stylemask_jax.compiling import jit
 from stylemask_jax.models.irse import UNITS_BY_DEPTH, IRSEBody
 from stylemask_jax.ops.matrix_resize import adaptive_avg_pool2d, resize_bilinear_align_corners
 from stylemask_jax.weights import load_weights, on_device
@@ -244,5 +245,5 @@ def init_e4e(key: jax.Array, n_styles: int = 18, units: Sequence[int] = UNITS_BY
     """Random-weight encoder (for benchmarks and tests): (module, variables)."""
     module = Encoder4Editing(n_styles=n_styles, units=tuple(units), dtype=dtype)
     x = jnp.zeros((1, E4E_INPUT_SIZE, E4E_INPUT_SIZE, 3), jnp.float32)
-    variables = jax.jit(module.init)(key, x)
+    variables = jit(module.init)(key, x)
     return module, jax.tree_util.tree_map(np.asarray, variables)

@@ -35,6 +35,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from stylemask_jax.compiling import jit
 from stylemask_jax.models.remat import remat_module
 from stylemask_jax.ops.matrix_resize import adaptive_avg_pool2d
 from stylemask_jax.weights import load_weights
@@ -196,7 +197,7 @@ def init_irse(key: jax.Array, units: Sequence[int] = UNITS_BY_DEPTH[50],
     """Random-weight network (for benchmarks and tests): (module, variables)."""
     module = IRSE(units=tuple(units), dtype=dtype)
     x = jnp.zeros((1, ARCFACE_SIZE, ARCFACE_SIZE, 3), jnp.float32)
-    return module, jax.tree_util.tree_map(np.asarray, jax.jit(module.init)(key, x))
+    return module, jax.tree_util.tree_map(np.asarray, jit(module.init)(key, x))
 
 
 def irse_from_arch(arch: dict, dtype=jnp.float32) -> IRSE:

@@ -24,6 +24,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from stylemask_jax.compiling import jit
 from stylemask_jax.models.irse import cosine_similarity, face_embeddings
 from stylemask_jax.models.stylegan2 import Generator, face_pool
 from stylemask_jax.photos.pipeline import crops_to_unit
@@ -59,7 +60,7 @@ def make_refine_fn(gen: Generator, settings: RefineSettings, irse=None):
     optimizer = optax.adam(settings.lr)
     loss_fn = functools.partial(per_image_loss, gen, settings, irse)
 
-    @jax.jit
+    @jit
     def refine(gvars, ivars, codes, crops):
         targets = crops_to_unit(crops)
         start = codes.astype(jnp.float32)

@@ -33,6 +33,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from stylemask_jax.compiling import jit
 from stylemask_jax.errors import UserInputError
 
 try:  # the [torch] extra: the reference modules below need it too
@@ -115,7 +116,7 @@ def _generator(path, rng, batch, torch):
     gen = Generator.from_arch(arch)
     state = checkpoint["g_ema"] if isinstance(checkpoint, dict) and "g_ema" in checkpoint else checkpoint
     z = rng.standard_normal((batch, arch["style_dim"])).astype(np.float32)
-    fn = jax.jit(lambda v, z: gen.apply(v, z))
+    fn = jit(lambda v, z: gen.apply(v, z))
 
     def reference(dtype):
         module = ref.build_generator(state, arch, dtype)
@@ -130,7 +131,7 @@ def _mask_net(path, rng, batch, torch):
     state = {k: v for k, v in load_torch_file(path)["mask_net"].items() if k.split(".")[0] in used}
     src = [rng.standard_normal((batch, w)).astype(np.float32) for w in arch["widths"]]
     tgt = [rng.standard_normal((batch, w)).astype(np.float32) for w in arch["widths"]]
-    fn = jax.jit(lambda v, s, t: jnp.concatenate(net.apply(v, s, t), axis=1))
+    fn = jit(lambda v, s, t: jnp.concatenate(net.apply(v, s, t), axis=1))
 
     def reference(dtype):
         module = build_mask_net(state, dtype)
@@ -146,7 +147,7 @@ def _e4e(path, rng, batch, torch):
     state = {k[len("encoder."):]: v for k, v in checkpoint["state_dict"].items()
              if k.startswith("encoder.")}
     images = rng.uniform(-1, 1, (batch, 256, 256, 3)).astype(np.float32)
-    fn = jax.jit(encoder.apply)
+    fn = jit(encoder.apply)
 
     def reference(dtype):
         module, x = build_e4e(state, checkpoint["latent_avg"], dtype), _nchw(images, torch, dtype)
@@ -161,7 +162,7 @@ def _irse(path, rng, batch, torch):
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]
     images = rng.uniform(-1, 1, (batch, 256, 256, 3)).astype(np.float32)
-    fn = jax.jit(lambda v, x: face_embeddings(model, v, x))
+    fn = jit(lambda v, x: face_embeddings(model, v, x))
 
     def reference(dtype):
         module, x = build_irse(state, dtype), _nchw(images, torch, dtype)
@@ -174,7 +175,7 @@ def _deca(path, rng, batch, torch):
     model = DecaEncoder(blocks=tuple(arch["blocks"]))
     state = load_torch_file(path)["E_flame"]
     crops = rng.uniform(0, 1, (batch, 224, 224, 3)).astype(np.float32)
-    fn = jax.jit(model.apply)
+    fn = jit(model.apply)
 
     def reference(dtype):
         module, x = build_deca(state, dtype), _nchw(crops, torch, dtype)

@@ -22,6 +22,7 @@ from stylemask_jax import images as images_lib
 from stylemask_jax import metrics as metrics_lib
 from stylemask_jax import reenact as method
 from stylemask_jax.batching import iter_batches
+from stylemask_jax.compiling import jit
 from stylemask_jax.models.stylegan2 import face_pool
 
 VALIDATION_FILE = "random_latent_codes_100.npy"
@@ -78,7 +79,7 @@ def make_evaluator(nets, config, mesh=None):
     """
     sources, targets = validation_codes(nets.generator.style_dim, config.eval_pairs, config.seed)
     batch = max(1, min(config.eval_batch_size, len(sources)))
-    fn = jax.jit(lambda p, f, zs, zt: evaluate_batch(p, f, zs, zt, nets, config))
+    fn = jit(lambda p, f, zs, zt: evaluate_batch(p, f, zs, zt, nets, config))
 
     def evaluate(mask_params, frozen, workdir=None, step=0):
         sums, count, rows = {}, 0, []

@@ -18,6 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from stylemask_jax import distributed
+from stylemask_jax.compiling import jit
 from stylemask_jax.errors import UserInputError
 from stylemask_jax.outputs import check_output_dir
 from stylemask_jax.progress import progress_bar
@@ -75,9 +76,9 @@ def make_train_step(nets: networks.Networks, config, optimizer, mesh,
                        params_finite=jnp.where(finite, 1.0, jnp.nan))
         return state.replace(step=state.step + 1, params=params, opt_state=opt_state), metrics
 
-    return jax.jit(train_step, donate_argnums=0,
-                   in_shardings=(replicated(mesh), replicated(mesh), data_sharding(mesh)),
-                   out_shardings=(replicated(mesh), replicated(mesh)))
+    return jit(train_step, donate_argnums=0,
+               in_shardings=(replicated(mesh), replicated(mesh), data_sharding(mesh)),
+               out_shardings=(replicated(mesh), replicated(mesh)))
 
 
 def choose_train_step(nets: networks.Networks, config, optimizer, mesh, args: tuple,

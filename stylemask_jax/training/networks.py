@@ -18,6 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from stylemask_jax.codes import truncation_mean
+from stylemask_jax.compiling import jit
 from stylemask_jax.errors import UserInputError
 from stylemask_jax.models import deca as deca_lib
 from stylemask_jax.models import flame as flame_lib
@@ -122,7 +123,7 @@ def _build_networks(config) -> tuple[Networks, dict]:
         generator, gvars, latent_avg = load_generator(weights.generator, dtype=dtype)
     else:
         generator = Generator.from_arch(dict(config.generator), dtype=dtype)
-        gvars = jax.jit(lambda key: init_variables(generator, key))(keys[0])
+        gvars = jit(lambda key: init_variables(generator, key))(keys[0])
         latent_avg = None
     if weights.deca:
         deca, dvars = deca_lib.load_deca(weights.deca, dtype=dtype)

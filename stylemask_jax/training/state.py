@@ -14,6 +14,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from stylemask_jax.compiling import jit
 from stylemask_jax.models.mask_net import init_mask_net
 from stylemask_jax.sharding import replicated
 
@@ -57,4 +58,4 @@ def initial_state(nets, config, optimizer: optax.GradientTransformation, mesh) -
     def init():
         return create_state(init_mask_params(nets, jax.random.key(config.seed)), optimizer,
                             config.seed)
-    return jax.jit(init, out_shardings=replicated(mesh))()
+    return jit(init, out_shardings=replicated(mesh))()
