@@ -17,8 +17,9 @@ W+ codes. One source face, reenacted with every driving frame as the target. Per
             reenactment of the source with each crop as the target, synthesising only the
             reenacted images (`reenact.make_reenact_fn(outputs='reenacted')`), and the 1024
             frames as uint8 on the host. The source W+ is computed once, before timing.
-  jax-whole-batch  (only with --impls) the same with the whole batch through the generator at
-            once (`make_reenact_fn(chunk=None)`): the formulation before chunked synthesis.
+  jax-whole-batch  (only with --impls) the same with the whole batch through e4e and the
+            generator at once (`make_invert_fn(chunk=None)`, `make_reenact_fn(chunk=None)`): the
+            formulation before chunked inversion and synthesis.
   torch official  the official per-image path (run_inference.py of StelaBou/StyleMask with
             libs/utilities/utils_inference.py), one frame per call, in the PyTorch formulations
             of stylemask_jax/reference (stylegan2.py: per-sample weights, grouped convs;
@@ -51,7 +52,7 @@ import numpy as np
 from benchmarks import harness
 
 MODULE = "benchmarks.video"
-JAX_WHOLE = "jax-whole-batch"  # the photo/video path without chunked synthesis
+JAX_WHOLE = "jax-whole-batch"  # the photo/video path without chunked inversion and synthesis
 NUM_CONTROL, TRUNCATION = 12, 0.7
 FRAME = os.path.join(os.path.dirname(__file__), "..", "tests", "fixtures", "align", "astronaut.png")
 
@@ -63,8 +64,8 @@ def random_crops(n: int, seed: int) -> np.ndarray:
 
 def build_jax(size: int, batch: int, whole: bool = False):
     """(call() -> uint8 frames (B, size, size, 3), compile seconds, XLA memory of the reenactment).
-    `whole`: the batch through the generator at once (`chunk=None`), the formulation before
-    `reenact.synthesis_chunk`."""
+    `whole`: the batch through e4e and the generator at once (`chunk=None`), the formulation
+    before `inversion.encoder_chunk` and `reenact.synthesis_chunk`."""
     import jax
     import jax.numpy as jnp
     from stylemask_jax.images import to_uint8
@@ -80,7 +81,8 @@ def build_jax(size: int, batch: int, whole: bool = False):
     mvars = init_mask_net(mask_net, jax.random.key(1))
     encoder, evars = init_e4e(jax.random.key(2), n_styles=n_styles_for(size))
     mean = jax.jit(lambda v: mean_latent(gen, v, jax.random.key(3)))(gvars)
-    invert, encode = make_invert_fn(encoder), make_encode_fn(gen, "wplus", TRUNCATION)
+    invert = make_invert_fn(encoder, chunk=None if whole else "auto")
+    encode = make_encode_fn(gen, "wplus", TRUNCATION)
     reenact = make_reenact_fn(gen, mask_net, outputs="reenacted", chunk=None if whole else "auto")
     src = jnp.repeat(encode(gvars, invert(evars, random_crops(1, 0)), mean), batch, axis=0)
     crops = random_crops(batch, 1)

@@ -2,6 +2,7 @@
 
     from stylemask_jax.compiling import jit
     step = jit(train_step, donate_argnums=0, in_shardings=...)   # any jax.jit keyword
+    images = map_in_chunks(lambda part: net.apply(v, part), x, 1)  # inside a jitted function
 
 Every jitted function of the library is made by `jit` (tests/test_layers.py checks it), so the
 commands, the tests and the benchmarks run what was measured.
@@ -45,6 +46,19 @@ def jit(fn, **kwargs):
     options = compiler_options()
     return _Jitted(jax.jit(fn, compiler_options=options, **kwargs),
                    jax.jit(fn, **kwargs)) if options else jax.jit(fn, **kwargs)
+
+
+def map_in_chunks(fn, xs, chunk: int):
+    """`fn(xs)` computed `chunk` rows at a time: a `lax.map` over the leading axis of the pytree
+    `xs` (every leaf (B, ...), B divisible by `chunk`), the rows' results concatenated again.
+
+    The same values up to float rounding, but a large batch streams through a network as a
+    small one does: on a CPU the activations of one image stay in the caches, those of eight
+    do not (reenact.synthesis_chunk, inversion.encoder_chunk)."""
+    batch = jax.tree_util.tree_leaves(xs)[0].shape[0]
+    parts = jax.lax.map(fn, jax.tree_util.tree_map(
+        lambda x: x.reshape(batch // chunk, chunk, *x.shape[1:]), xs))
+    return jax.tree_util.tree_map(lambda y: y.reshape(batch, *y.shape[2:]), parts)
 
 
 class _Jitted:

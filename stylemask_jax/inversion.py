@@ -26,7 +26,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from stylemask_jax.batching import iter_batches, run_batches
-from stylemask_jax.compiling import jit
+from stylemask_jax.compiling import jit, map_in_chunks
 from stylemask_jax.errors import UserInputError
 from stylemask_jax.images import load_image
 from stylemask_jax.models.e4e import E4E_INPUT_SIZE, Encoder4Editing
@@ -35,11 +35,32 @@ from stylemask_jax.photos.refine import make_refine_fn
 from stylemask_jax.photos.settings import RefineSettings
 
 
-def make_invert_fn(encoder):
-    """jit(e4e variables, uint8 crops (B, 256, 256, 3)) -> W+ codes (B, n_styles, 512) float32."""
+ENCODER_CPU_CHUNK = 1  # crops encoded at a time on a CPU (`encoder_chunk`)
+
+
+def encoder_chunk() -> int | None:
+    """How many crops e4e encodes at a time on this backend (`make_invert_fn`).
+
+    On a CPU a batch of 8 took 5% longer per crop than one crop (1012 against 965 ms, AMD
+    EPYC; benchmarks/results/xla_options.md), and 965 ms in chunks of one or two: there the
+    encoder runs ENCODER_CPU_CHUNK crops at a time. Accelerators take the whole batch."""
+    return ENCODER_CPU_CHUNK if jax.default_backend() == "cpu" else None
+
+
+def make_invert_fn(encoder, chunk: int | None | str = "auto"):
+    """jit(e4e variables, uint8 crops (B, 256, 256, 3)) -> W+ codes (B, n_styles, 512) float32.
+
+    chunk: encode this many crops at a time (`compiling.map_in_chunks`) when it divides a
+    larger batch; None: the whole batch at once; "auto": `encoder_chunk()`. The codes are the
+    same up to float rounding."""
+    chunk = encoder_chunk() if chunk == "auto" else chunk
+
     @jit
     def invert(variables, crops):
-        return encoder.apply(variables, crops_to_unit(crops))
+        x = crops_to_unit(crops)
+        if chunk is None or x.shape[0] <= chunk or x.shape[0] % chunk:
+            return encoder.apply(variables, x)
+        return map_in_chunks(lambda part: encoder.apply(variables, part), x, chunk)
     return invert
 
 

@@ -18,7 +18,7 @@ from typing import Sequence
 import jax
 import jax.numpy as jnp
 
-from stylemask_jax.compiling import jit
+from stylemask_jax.compiling import jit, map_in_chunks
 from stylemask_jax.models.mask_net import MaskNet
 from stylemask_jax.models.stylegan2 import Generator, face_pool
 from stylemask_jax.sharding import data_sharding, replicated
@@ -74,12 +74,8 @@ def synthesize(gen: Generator, gvars, styles: Sequence[jax.Array], wplus: jax.Ar
         images = gen.apply(gvars, list(styles), wplus, method=Generator.synthesize)
         return face_pool(images) if resize_256 else images
 
-    def split(x):
-        return x.reshape(batch // chunk, chunk, *x.shape[1:])
-
-    images = jax.lax.map(lambda part: synthesize(gen, gvars, part[0], part[1], resize_256),
-                         ([split(s) for s in styles], split(wplus)))
-    return images.reshape(batch, *images.shape[2:])
+    return map_in_chunks(lambda part: synthesize(gen, gvars, part[0], part[1], resize_256),
+                         (list(styles), wplus), chunk)
 
 
 def synthesis_chunk(gen: Generator, mesh=None) -> int | None:
