@@ -48,14 +48,17 @@ def jit(fn, **kwargs):
                    jax.jit(fn, **kwargs)) if options else jax.jit(fn, **kwargs)
 
 
-def map_in_chunks(fn, xs, chunk: int):
+def map_in_chunks(fn, xs, chunk: int | None):
     """`fn(xs)` computed `chunk` rows at a time: a `lax.map` over the leading axis of the pytree
-    `xs` (every leaf (B, ...), B divisible by `chunk`), the rows' results concatenated again.
+    `xs` (every leaf (B, ...)), the rows' results concatenated again. With chunk None, a batch of
+    at most `chunk` rows, or one that `chunk` does not divide: `fn(xs)`, the whole batch at once.
 
     The same values up to float rounding, but a large batch streams through a network as a
     small one does: on a CPU the activations of one image stay in the caches, those of eight
     do not (reenact.synthesis_chunk, inversion.encoder_chunk)."""
     batch = jax.tree_util.tree_leaves(xs)[0].shape[0]
+    if chunk is None or batch <= chunk or batch % chunk:
+        return fn(xs)
     parts = jax.lax.map(fn, jax.tree_util.tree_map(
         lambda x: x.reshape(batch // chunk, chunk, *x.shape[1:]), xs))
     return jax.tree_util.tree_map(lambda y: y.reshape(batch, *y.shape[2:]), parts)

@@ -57,10 +57,7 @@ def make_invert_fn(encoder, chunk: int | None | str = "auto"):
 
     @jit
     def invert(variables, crops):
-        x = crops_to_unit(crops)
-        if chunk is None or x.shape[0] <= chunk or x.shape[0] % chunk:
-            return encoder.apply(variables, x)
-        return map_in_chunks(lambda part: encoder.apply(variables, part), x, chunk)
+        return map_in_chunks(lambda x: encoder.apply(variables, x), crops_to_unit(crops), chunk)
     return invert
 
 

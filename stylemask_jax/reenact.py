@@ -69,13 +69,12 @@ def synthesize(gen: Generator, gvars, styles: Sequence[jax.Array], wplus: jax.Ar
     high-resolution layers as a small one does (see `synthesis_chunk`); None: the whole batch at
     once. The images are the same up to float rounding.
     """
-    batch = wplus.shape[0]
-    if chunk is None or batch <= max(chunk, WHOLE_UP_TO) or batch % chunk:
-        images = gen.apply(gvars, list(styles), wplus, method=Generator.synthesize)
+    def whole(part):
+        images = gen.apply(gvars, *part, method=Generator.synthesize)
         return face_pool(images) if resize_256 else images
 
-    return map_in_chunks(lambda part: synthesize(gen, gvars, part[0], part[1], resize_256),
-                         (list(styles), wplus), chunk)
+    return map_in_chunks(whole, (list(styles), wplus),
+                         None if wplus.shape[0] <= WHOLE_UP_TO else chunk)
 
 
 def synthesis_chunk(gen: Generator, mesh=None) -> int | None:
