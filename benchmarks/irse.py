@@ -3,6 +3,7 @@
     python -m benchmarks.irse                            # batches 1 and 8, embeddings + e4e, 2 passes
     python -m benchmarks.irse --batches 1 --passes 4 --rows e4e
     python -m benchmarks.irse --rows embeddings,identity,e4e --dtype bfloat16
+    python -m benchmarks.irse --convs --batches 1,8         # IR-SE-50's convolutions alone
 
 Random weights at full size (the speed does not depend on the values): IR-SE-50 (3, 4, 14, 3
 units) and e4e for a 1024 generator (18 style blocks), float32 unless `--dtype`. Rows:
@@ -24,6 +25,15 @@ time and process CPU time (all threads). The table pools the timed calls of all 
 wall and median CPU seconds per call, images/s from the median, and JAX / torch speed ratios
 (torch seconds / JAX seconds: above 1 means JAX is faster). The load average at the start of
 each worker is printed with the table.
+
+`--convs`: instead of the rows, every distinct convolution of IR-SE-50 on a 112 x 112 input (3x3
+and the 1x1 shortcuts, PyTorch padding), each timed alone: JAX conv through `compiling.jit` and
+torch `conv2d`, in separate workers alternating as above (next to torch in one process, XLA's
+convs were measured up to 2x slower), each making `--iters` rounds over all shapes after
+one warm-up round; the JAX worker also times XLA's float32 4096^3 matrix product
+(benchmarks/generator.py) as the machine's roofline. Per shape: median ms per conv, GFLOP/s, and
+the sum over the network (count x median): how close the network's convolutions are to the
+roofline, and to torch's, apart from everything else the network does.
 """
 
 from __future__ import annotations
@@ -120,10 +130,126 @@ def worker_run(spec: dict) -> dict:
     return out
 
 
-WORKERS = {"run": worker_run}
+def irse_convs() -> list[dict]:
+    """IR-SE-50's convolutions on a 112 input, distinct shapes with their counts:
+    {res (input), cin, cout, k, stride, count}."""
+    from stylemask_jax.models.irse import ARCFACE_SIZE, STAGE_WIDTHS, UNITS_BY_DEPTH
+    counts = {}
+
+    def add(res, cin, cout, k, stride):
+        key = (res, cin, cout, k, stride)
+        counts[key] = counts.get(key, 0) + 1
+
+    res, width = ARCFACE_SIZE, STAGE_WIDTHS[0]
+    add(res, 3, width, 3, 1)
+    for depth, n in zip(STAGE_WIDTHS, UNITS_BY_DEPTH[50]):
+        add(res, width, depth, 3, 1)  # the first unit: conv1 at the input resolution,
+        add(res, depth, depth, 3, 2)  # conv2 with stride 2,
+        if width != depth:
+            add(res, width, depth, 1, 2)  # and the 1x1 shortcut
+        res, width = res // 2, depth
+        for _ in range(2 * (n - 1)):
+            add(res, depth, depth, 3, 1)
+    return [dict(zip(("res", "cin", "cout", "k", "stride"), key), count=c)
+            for key, c in counts.items()]
+
+
+def conv_gflop(shape: dict, batch: int) -> float:
+    out = shape["res"] // shape["stride"]
+    return 2.0 * batch * out * out * shape["cin"] * shape["cout"] * shape["k"] ** 2 / 1e9
+
+
+def worker_convs(spec: dict) -> dict:
+    """One library's convs (spec["lib"]) in rounds over every shape, one warm-up round; the JAX
+    worker also times the matmul roofline in each round."""
+    if spec["lib"] == "jax":
+        import jax
+        import jax.numpy as jnp
+        from benchmarks.generator import matmul_roofline
+        from stylemask_jax.compiling import jit
+        conv = jit(lambda x, w, pad, stride: jax.lax.conv_general_dilated(
+            x, w, (stride, stride), ((pad, pad), (pad, pad)),
+            dimension_numbers=("NHWC", "HWIO", "NHWC")), static_argnums=(2, 3))
+
+        def make(b, s, pad):
+            x = jnp.full((b, s["res"], s["res"], s["cin"]), 0.5, jnp.float32)
+            w = jnp.full((s["k"], s["k"], s["cin"], s["cout"]), 0.01, jnp.float32)
+            compiled = conv.lower(x, w, pad, s["stride"]).compile()
+            return lambda: jax.block_until_ready(compiled(x, w))
+    else:
+        import torch
+        harness.set_torch_threads()
+        torch.set_grad_enabled(False)
+
+        def make(b, s, pad):
+            x = torch.full((b, s["cin"], s["res"], s["res"]), 0.5)
+            w = torch.full((s["cout"], s["cin"], s["k"], s["k"]), 0.01)
+            return lambda: torch.nn.functional.conv2d(x, w, stride=s["stride"], padding=pad)
+    calls = {f"{b}/{i}": make(b, s, s["k"] // 2)
+             for b in spec["batches"] for i, s in enumerate(irse_convs())}
+    if spec["lib"] == "jax":
+        calls["matmul"] = matmul_roofline()
+    times = {name: [] for name in calls}
+    for round_ in range(1 + spec["iters"]):
+        for name, call in calls.items():
+            start = time.perf_counter()
+            call()
+            if round_:
+                times[name].append(time.perf_counter() - start)
+    return {"times": times}
+
+
+WORKERS = {"run": worker_run, "convs": worker_convs}
+
+
+def convs_report(args, results: dict, loads: list) -> str:
+    import statistics
+    from benchmarks.generator import matmul_gflops
+
+    t = {(lib, name): statistics.median([x for r in runs for x in r["times"][name]])
+         for lib, runs in results.items() for name in runs[0]["times"]}
+    roof = matmul_gflops(t["jax", "matmul"])
+    order = " ".join(harness.alternating(list(results), args.passes))
+    lines = [harness.machine_header("IR-SE-50's convolutions alone (112 x 112 input), float32"),
+             f"{args.passes} passes, worker order {order}; per worker: {args.iters} rounds over "
+             "all shapes after one warm-up round",
+             "load average (1/5/15 min) at the start of each worker: " + "; ".join(loads),
+             f"roofline: XLA float32 matrix product 4096^3, {roof:.0f} GFLOP/s (median)", ""]
+    rows, totals = [], {}
+    for b in args.batches:
+        for i, s in enumerate(irse_convs()):
+            gf = conv_gflop(s, b)
+            jx, tc = t["jax", f"{b}/{i}"], t["torch", f"{b}/{i}"]
+            for lib, sec in (("jax", jx), ("torch", tc)):
+                totals[b, lib] = totals.get((b, lib), 0.0) + s["count"] * sec
+            rows.append([b, f"{s['res']}", f"{s['cin']} -> {s['cout']}", f"{s['k']}x{s['k']}",
+                         s["stride"], s["count"], f"{jx * 1e3:.3f}", f"{tc * 1e3:.3f}",
+                         f"{gf / jx:.0f}", f"{gf / tc:.0f}", f"{100 * gf / jx / roof:.0f}%",
+                         harness.times(tc / jx)])
+        gf = sum(conv_gflop(s, b) * s["count"] for s in irse_convs())
+        jx, tc = totals[b, "jax"], totals[b, "torch"]
+        rows.append([b, "all", "", "", "", sum(s["count"] for s in irse_convs()),
+                     f"{jx * 1e3:.1f}", f"{tc * 1e3:.1f}", f"{gf / jx:.0f}", f"{gf / tc:.0f}",
+                     f"{100 * gf / jx / roof:.0f}%", harness.times(tc / jx)])
+    lines.append(harness.markdown_table(
+        ["batch", "input px", "channels", "kernel", "stride", "count", "JAX ms", "torch ms",
+         "JAX GFLOP/s", "torch GFLOP/s", "JAX % of roofline", "JAX/torch"], rows))
+    lines += ["", "ms: median per conv; 'all': count x median summed over the network (its "
+                  "convolutions only). JAX/torch: torch seconds / JAX seconds (above 1: JAX "
+                  "faster)."]
+    return "\n".join(lines)
 
 
 def run_all(args):
+    if args.convs:
+        results, loads = {"jax": [], "torch": []}, []
+        for lib in harness.alternating(list(results), args.passes):
+            spec = dict(impl="convs", lib=lib, batches=args.batches, iters=args.iters)
+            results[lib].append(harness.run_worker(MODULE, spec, args.timeout))
+            loads.append(f"{lib} {results[lib][-1].get('load_start')}")
+        errors = [f"{lib}: {r['error']}" for lib, runs in results.items() for r in runs if "error" in r]
+        print("\n".join(["worker failed:", *errors]) if errors else convs_report(args, results, loads))
+        return
     libs = ["jax", "torch"] if args.torch else ["jax"]
     results = {lib: [] for lib in libs}
     loads = []
@@ -185,6 +311,9 @@ def add_arguments(parser):
     parser.add_argument("--output-size", type=int, default=1024, help="generator size for e4e")
     parser.add_argument("--no-torch", dest="torch", action="store_false",
                         help="JAX only (default: JAX and the PyTorch formulation)")
+    parser.add_argument("--convs", action="store_true",
+                        help="IR-SE-50's convolutions alone vs torch's and the matmul roofline "
+                             "(--batches, --iters rounds)")
     parser.add_argument("--timeout", type=float, default=3600, help="seconds per worker")
 
 
