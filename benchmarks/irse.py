@@ -155,8 +155,9 @@ def irse_convs() -> list[dict]:
 
 
 def conv_gflop(shape: dict, batch: int) -> float:
-    out = shape["res"] // shape["stride"]
-    return 2.0 * batch * out * out * shape["cin"] * shape["cout"] * shape["k"] ** 2 / 1e9
+    """GFLOP of one conv of `irse_convs` (benchmarks/generator.py's count at the output size)."""
+    from benchmarks.generator import conv_flops
+    return conv_flops(dict(shape, res=shape["res"] // shape["stride"]), batch) / 1e9
 
 
 def worker_convs(spec: dict) -> dict:
@@ -215,9 +216,9 @@ def convs_report(args, results: dict, loads: list) -> str:
              "all shapes after one warm-up round",
              "load average (1/5/15 min) at the start of each worker: " + "; ".join(loads),
              f"roofline: XLA float32 matrix product 4096^3, {roof:.0f} GFLOP/s (median)", ""]
-    rows, totals = [], {}
+    rows, totals, shapes = [], {}, irse_convs()
     for b in args.batches:
-        for i, s in enumerate(irse_convs()):
+        for i, s in enumerate(shapes):
             gf = conv_gflop(s, b)
             jx, tc = t["jax", f"{b}/{i}"], t["torch", f"{b}/{i}"]
             for lib, sec in (("jax", jx), ("torch", tc)):
@@ -226,9 +227,9 @@ def convs_report(args, results: dict, loads: list) -> str:
                          s["stride"], s["count"], f"{jx * 1e3:.3f}", f"{tc * 1e3:.3f}",
                          f"{gf / jx:.0f}", f"{gf / tc:.0f}", f"{100 * gf / jx / roof:.0f}%",
                          harness.times(tc / jx)])
-        gf = sum(conv_gflop(s, b) * s["count"] for s in irse_convs())
+        gf = sum(conv_gflop(s, b) * s["count"] for s in shapes)
         jx, tc = totals[b, "jax"], totals[b, "torch"]
-        rows.append([b, "all", "", "", "", sum(s["count"] for s in irse_convs()),
+        rows.append([b, "all", "", "", "", sum(s["count"] for s in shapes),
                      f"{jx * 1e3:.1f}", f"{tc * 1e3:.1f}", f"{gf / jx:.0f}", f"{gf / tc:.0f}",
                      f"{100 * gf / jx / roof:.0f}%", harness.times(tc / jx)])
     lines.append(harness.markdown_table(
